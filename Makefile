@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Both create .venv and install
+# requirements.txt on first use (and again only when it changes).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck migrate bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput -v 0
+
+run: migrate
+	$(PY) manage.py check
+	$(PY) manage.py describe_config
+
+# The whole suite on SQLite, and again on PostgreSQL when DATABASE_URL names one
+# (see bin/run-tests); ruff and mypy first. PYTEST_ARGS passes options through.
+test: $(STAMP) lint typecheck
+	env -u DATABASE_URL $(PY) manage.py migrate --noinput -v 0
+	PY=$(PY) bin/run-tests $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy common videogen
+
+bench: migrate
+	$(PY) bench/costs.py
+	$(PY) bench/report.py
+
+clean:
+	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,68 @@
+"""System checks for the environment and the app settings (ids ``common.E0xx`` / ``common.W0xx``).
+
+``manage.py check`` (and ``check --deploy``) run these, so a misconfigured
+deployment is reported with the same messages :func:`common.conf.get_settings`
+raises, every problem at once, and without any secret value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from common import conf
+
+# Stable ids: E001 missing variables (one message naming all), E002 an invalid
+# variable (one message each), E003 unknown app settings, W001 unusable knobs.
+E001_MISSING = "common.E001"
+E002_INVALID = "common.E002"
+E003_UNKNOWN_APP_SETTING = "common.E003"
+W001_DEBUG_OUTSIDE_DEVELOPMENT = "common.W001"
+
+
+@register(Tags.compatibility, deploy=False)
+def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report every problem in the environment variables."""
+    problems = conf.get_env_problems()
+    messages: list[CheckMessage] = []
+    missing = [p.variable for p in problems if p.missing]
+    if missing:
+        messages.append(
+            Error(
+                f"Missing required environment variables: {', '.join(missing)}.",
+                hint="Set them in the environment or in .env; see .env.example.",
+                id=E001_MISSING,
+            )
+        )
+    for problem in problems:
+        if not problem.missing:
+            messages.append(Error(f"{problem.variable} {problem.message}.", id=E002_INVALID))
+    if not problems:
+        env = conf.get_settings()
+        if env.is_production and env.debug:
+            messages.append(
+                Warning(
+                    f"DEBUG is on with ENVIRONMENT={env.environment.value}.",
+                    hint="Set DEBUG=false outside development.",
+                    id=W001_DEBUG_OUTSIDE_DEVELOPMENT,
+                )
+            )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_app_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report unknown keys in ``VIDEOGEN_COMMON``."""
+    unknown = conf.app_settings.unknown_keys()
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"{conf.AppSettings.setting_name} has unknown keys: {', '.join(unknown)}.",
+            hint=f"Known keys: {', '.join(sorted(conf.DEFAULTS))}.",
+            obj=getattr(django_settings, "SETTINGS_MODULE", None),
+            id=E003_UNKNOWN_APP_SETTING,
+        )
+    ]

@@ -1,0 +1,638 @@
+"""Typed pipeline settings: the environment (and ``.env``) parsed once, plus the app's own knobs.
+
+Two layers live here:
+
+* :func:`get_settings` returns :class:`EnvSettings`, a frozen object built from
+  the process environment and an optional ``.env`` file (a variable already set
+  in the environment wins). Every problem is collected and reported at once in
+  one :class:`~common.errors.ConfigError`; no secret value is ever echoed.
+* :data:`app_settings` exposes the ``VIDEOGEN_COMMON`` dict from Django's
+  settings merged over :data:`DEFAULTS`, read at call time so that
+  ``override_settings`` works (the DRF ``api_settings`` pattern).
+
+``videogen/settings.py`` calls :func:`load_env_settings` with ``strict=False`` so
+Django can still boot and ``manage.py check`` can report the problems as system
+check errors; application code calls :func:`get_settings`, which is strict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from enum import Enum, StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.signals import setting_changed
+from dotenv import dotenv_values
+
+from common.errors import ConfigError
+
+__all__ = [
+    "DEFAULTS",
+    "ConfigProblem",
+    "EnvSettings",
+    "Environment",
+    "Secret",
+    "app_settings",
+    "get_env_problems",
+    "get_settings",
+    "load_env_settings",
+    "parse_database_url",
+    "read_environment",
+    "reset_settings_cache",
+    "settings",
+]
+
+
+class Environment(StrEnum):
+    """Deployment environment."""
+
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Variables every staging/production deployment must set. Order = report order.
+REQUIRED_OUTSIDE_DEVELOPMENT = (
+    "DJANGO_SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_KEY",
+    "SUPABASE_ANON_KEY",
+    "OPENAI_API_KEY",
+    "REPLICATE_API_TOKEN",
+    "JWT_SECRET_KEY",
+)
+
+SECRET_VARIABLES = frozenset(
+    {
+        "DJANGO_SECRET_KEY",
+        "SUPABASE_SERVICE_KEY",
+        "SUPABASE_ANON_KEY",
+        "OPENAI_API_KEY",
+        "REPLICATE_API_TOKEN",
+        "JWT_SECRET_KEY",
+    }
+)
+
+# Only ever used in development, where it is embedded on purpose.
+DEVELOPMENT_SECRET_KEY = "django-insecure-videogen-development-only-key-do-not-deploy"  # noqa: S105
+DEFAULT_SQLITE_PATH = Path(__file__).resolve().parent.parent / "var" / "db.sqlite3"
+
+
+class Secret:
+    """A string that never shows its value in ``repr``/``str``; call :meth:`reveal` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One configuration problem: the variable and what is wrong (never its value)."""
+
+    variable: str
+    message: str
+    missing: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.message}"
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """The process configuration, parsed and validated once."""
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    debug: bool = True
+    django_secret_key: Secret = field(default_factory=lambda: Secret(DEVELOPMENT_SECRET_KEY))
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]", "testserver")
+    database_url: Secret = field(default_factory=lambda: Secret(f"sqlite:///{DEFAULT_SQLITE_PATH}"))
+    redis_url: Secret | None = None
+    supabase_url: str | None = None
+    supabase_service_key: Secret | None = None
+    supabase_anon_key: Secret | None = None
+    openai_api_key: Secret | None = None
+    replicate_api_token: Secret | None = None
+    jwt_secret_key: Secret | None = None
+    log_file: str | None = None
+
+    @property
+    def is_production(self) -> bool:
+        """True in staging and production, where every variable is required."""
+        return self.environment is not Environment.DEVELOPMENT
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when ``DATABASE_URL`` points at PostgreSQL."""
+        return self.database_url.reveal().split(":", 1)[0] in ("postgres", "postgresql")
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when ``REDIS_URL`` is set (django-redis cache instead of local memory)."""
+        return self.redis_url is not None
+
+    @property
+    def uses_supabase(self) -> bool:
+        """True when Supabase Storage is configured (URL and service key)."""
+        return self.supabase_url is not None and self.supabase_service_key is not None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value (for log redaction); short values are skipped."""
+        values = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret) and len(value) >= 8 and f.name != "database_url":
+                values.append(value.reveal())
+        password = urlsplit(self.database_url.reveal()).password
+        if password and len(password) >= 8:
+            values.append(unquote(password))
+        if self.redis_url is not None:
+            redis_password = urlsplit(self.redis_url.reveal()).password
+            if redis_password and len(redis_password) >= 8:
+                values.append(unquote(redis_password))
+        return values
+
+    def describe(self) -> list[str]:
+        """Human-readable lines describing the configuration in effect (no secrets)."""
+        db = parse_database_url(self.database_url.reveal())
+        if db["ENGINE"].endswith("sqlite3"):
+            database = f"SQLite at {db['NAME']}"
+        else:
+            database = f"PostgreSQL {db['USER'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        cache = "local memory" if self.redis_url is None else f"Redis at {_strip_password(self.redis_url.reveal())}"
+        storage = f"Supabase Storage at {self.supabase_url}" if self.uses_supabase else "local files"
+        keys = [
+            name.upper()
+            for name in ("openai_api_key", "replicate_api_token", "jwt_secret_key")
+            if getattr(self, name) is not None
+        ]
+        debug = "on" if self.debug else "off"
+        return [
+            f"environment: {self.environment.value} (debug={debug}, log level {self.log_level})",
+            f"database:    {database}",
+            f"cache:       {cache}",
+            f"storage:     {storage}",
+            f"API keys:    {', '.join(keys) if keys else 'none configured'}",
+        ]
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("database_url", "redis_url") and isinstance(value, Secret):
+                shown = repr(_strip_password(value.reveal()))
+            elif isinstance(value, Secret):
+                shown = "'**********'"
+            elif isinstance(value, Enum):
+                shown = repr(value.value)
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"EnvSettings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+def _strip_password(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return url.replace(parts.netloc, f"{user}@{netloc[-1]}", 1)
+
+
+# --------------------------------------------------------------------------- parsing
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_JWT_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+_OPENAI_KEY = re.compile(r"^sk-[A-Za-z0-9_-]{20,}$")
+_REPLICATE_TOKEN = re.compile(r"^r8_[A-Za-z0-9]{20,}$")
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _looks_like_jwt(value: str) -> bool:
+    """True when ``value`` has three base64url segments and a JSON header naming an ``alg``."""
+    segments = value.split(".")
+    if len(segments) != 3 or not all(_JWT_SEGMENT.match(s) for s in segments):
+        return False
+    try:
+        padded = segments[0] + "=" * (-len(segments[0]) % 4)
+        header = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+class _Parser:
+    """Collects values and problems while reading one environment mapping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+        self.values: dict[str, Any] = {}
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def problem(self, name: str, message: str, *, missing: bool = False) -> None:
+        self.problems.append(ConfigProblem(name, message, missing=missing))
+
+    def choice(self, name: str, options: tuple[str, ...], default: str, *, upper: bool) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        normalised = value.upper() if upper else value.lower()
+        if normalised not in options:
+            self.problem(name, f"must be one of {', '.join(options)} (case-insensitive), got {value!r}")
+            return default
+        return normalised
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    """Turn ``postgres://user:pass@host:port/db?opt=v`` or ``sqlite:///path`` into a DATABASES entry.
+
+    Raises:
+        ValueError: for an unsupported scheme or a URL without a database name.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/path.db -> "/abs/path.db"
+        path = url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        if path in ("", ":memory:"):
+            path = ":memory:"
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+    if scheme in ("postgres", "postgresql"):
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ValueError("names no database (expected postgres://user@host:5432/dbname)")
+        if not parts.hostname:
+            raise ValueError("names no host (expected postgres://user@host:5432/dbname)")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname,
+            "PORT": str(port or ""),
+            "OPTIONS": dict(parse_qsl(parts.query)),
+        }
+    raise ValueError(f"has scheme {scheme!r}; expected postgres://, postgresql:// or sqlite://")
+
+
+def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]]:
+    p = _Parser(environ)
+    values: dict[str, Any] = {}
+
+    env_name = p.choice("ENVIRONMENT", tuple(e.value for e in Environment), "development", upper=False)
+    environment = Environment(env_name)
+    values["environment"] = environment
+    strict = environment is not Environment.DEVELOPMENT
+    values["log_level"] = p.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True)
+
+    debug_raw = p.raw("DEBUG")
+    if debug_raw is None:
+        values["debug"] = not strict
+    elif debug_raw.lower() in _TRUE | _FALSE:
+        values["debug"] = debug_raw.lower() in _TRUE
+    else:
+        p.problem("DEBUG", f"must be true or false, got {debug_raw!r}")
+
+    if strict:
+        missing = [name for name in REQUIRED_OUTSIDE_DEVELOPMENT if p.raw(name) is None]
+        if missing:
+            for name in missing:
+                p.problem(name, f"is required when ENVIRONMENT={environment.value}", missing=True)
+
+    secret_key = p.raw("DJANGO_SECRET_KEY")
+    if secret_key is not None:
+        if strict and (len(secret_key) < 50 or secret_key.startswith("django-insecure")):
+            p.problem(
+                "DJANGO_SECRET_KEY",
+                "must be at least 50 characters and not a 'django-insecure' key outside development",
+            )
+        else:
+            values["django_secret_key"] = Secret(secret_key)
+
+    hosts = p.raw("ALLOWED_HOSTS")
+    if hosts is not None:
+        parsed_hosts = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        if not parsed_hosts:
+            p.problem("ALLOWED_HOSTS", "must list at least one host name, separated by commas")
+        else:
+            values["allowed_hosts"] = parsed_hosts
+
+    database_url = p.raw("DATABASE_URL")
+    if database_url is not None:
+        try:
+            db = parse_database_url(database_url)
+        except ValueError as exc:
+            p.problem("DATABASE_URL", str(exc))
+        else:
+            if strict and not db["ENGINE"].endswith("postgresql"):
+                p.problem("DATABASE_URL", "must be a postgres:// or postgresql:// URL outside development")
+            else:
+                values["database_url"] = Secret(database_url)
+
+    redis_url = p.raw("REDIS_URL")
+    if redis_url is not None:
+        parts = urlsplit(redis_url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            p.problem("REDIS_URL", f"has scheme {scheme or 'none'!r}; expected redis://, rediss:// or unix://")
+        elif scheme != "unix" and not parts.hostname:
+            p.problem("REDIS_URL", "names no host (expected redis://host:6379/0)")
+        elif scheme == "unix" and not parts.path:
+            p.problem("REDIS_URL", "names no socket path (expected unix:///path/to/redis.sock)")
+        else:
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+            except ValueError:
+                p.problem("REDIS_URL", "has a port that is not a number")
+            else:
+                values["redis_url"] = Secret(redis_url)
+
+    supabase_url = p.raw("SUPABASE_URL")
+    if supabase_url is not None:
+        parts = urlsplit(supabase_url)
+        scheme = parts.scheme.lower()
+        local_http = scheme == "http" and parts.hostname in _LOOPBACK_HOSTS and not strict
+        if scheme != "https" and not local_http:
+            p.problem(
+                "SUPABASE_URL",
+                f"has scheme {scheme or 'none'!r}; expected https:// (http:// only for localhost in development)",
+            )
+        elif not parts.hostname:
+            p.problem("SUPABASE_URL", "names no host (expected https://<project>.supabase.co)")
+        else:
+            values["supabase_url"] = supabase_url.rstrip("/")
+
+    _check_key(
+        p,
+        values,
+        "SUPABASE_SERVICE_KEY",
+        lambda v: _looks_like_jwt(v) or v.startswith("sb_secret_"),
+        "must be a JWT or an 'sb_secret_...' key",
+    )
+    _check_key(
+        p,
+        values,
+        "SUPABASE_ANON_KEY",
+        lambda v: _looks_like_jwt(v) or v.startswith("sb_publishable_"),
+        "must be a JWT or an 'sb_publishable_...' key",
+    )
+    _check_key(p, values, "OPENAI_API_KEY", lambda v: bool(_OPENAI_KEY.match(v)), "must look like 'sk-...'")
+    _check_key(p, values, "REPLICATE_API_TOKEN", lambda v: bool(_REPLICATE_TOKEN.match(v)), "must look like 'r8_...'")
+    _check_key(
+        p,
+        values,
+        "JWT_SECRET_KEY",
+        lambda v: len(v) >= 32,
+        "must be at least 32 characters long",
+    )
+
+    log_file = p.raw("LOG_FILE")
+    if log_file is not None:
+        values["log_file"] = log_file
+
+    return EnvSettings(**values), p.problems
+
+
+def _check_key(p: _Parser, values: dict[str, Any], name: str, valid: Any, expectation: str) -> None:
+    raw = p.raw(name)
+    if raw is None:
+        return
+    if valid(raw):
+        values[name.lower()] = Secret(raw)
+    else:
+        # The message describes the expected shape only; the value is a secret and is never shown.
+        p.problem(name, f"{expectation} (value not shown)")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_environment(env_file: str | Path | None = None) -> dict[str, str]:
+    """Return the process environment merged over the ``.env`` file (the environment wins).
+
+    The file is ``env_file``, else ``$VIDEOGEN_ENV_FILE``, else ``.env`` in the
+    current directory; a missing file is simply skipped.
+    """
+    path = Path(env_file or os.environ.get("VIDEOGEN_ENV_FILE") or ".env")
+    merged: dict[str, str] = {}
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def load_env_settings(
+    environ: Mapping[str, str] | None = None, *, strict: bool = True
+) -> tuple[EnvSettings, list[ConfigProblem]]:
+    """Parse ``environ`` (default: :func:`read_environment`) into settings and problems.
+
+    With ``strict=True`` any problem raises one :class:`ConfigError` listing them
+    all; with ``strict=False`` the problems are returned beside settings that
+    fall back to the embedded defaults, so Django can boot and report them.
+    """
+    settings_obj, problems = _parse(read_environment() if environ is None else environ)
+    if problems and strict:
+        raise _config_error(problems)
+    return settings_obj, problems
+
+
+def _config_error(problems: list[ConfigProblem]) -> ConfigError:
+    missing = [p.variable for p in problems if p.missing]
+    lines = []
+    if missing:
+        lines.append(f"missing required environment variables: {', '.join(missing)}")
+    lines.extend(str(p) for p in problems if not p.missing)
+    return ConfigError(problems=lines)
+
+
+@lru_cache(maxsize=1)
+def _cached() -> tuple[EnvSettings, list[ConfigProblem]]:
+    return load_env_settings(strict=False)
+
+
+def get_settings() -> EnvSettings:
+    """Return the process settings, parsed once.
+
+    Raises:
+        ConfigError: listing every problem when the environment is invalid.
+    """
+    settings_obj, problems = _cached()
+    if problems:
+        raise _config_error(problems)
+    return settings_obj
+
+
+def get_env_problems() -> list[ConfigProblem]:
+    """Return the problems found in the environment (empty when it is valid)."""
+    return list(_cached()[1])
+
+
+def reset_settings_cache() -> None:
+    """Forget the parsed environment so the next call reads it again (tests)."""
+    _cached.cache_clear()
+
+
+class _LazySettings:
+    """Proxy to :func:`get_settings`, so ``from common.conf import settings`` parses nothing at import."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_settings(), name)
+
+    def __repr__(self) -> str:
+        try:
+            return repr(get_settings())
+        except ConfigError:
+            return "<EnvSettings: invalid configuration>"
+
+
+settings = _LazySettings()
+
+
+# --------------------------------------------------------------------------- app settings
+
+DEFAULTS: dict[str, Any] = {
+    # Money
+    "DEFAULT_JOB_BUDGET": Decimal("20.00"),
+    "BUDGET_WARNING_THRESHOLDS": (Decimal("0.80"),),
+    "RESERVATION_TTL_SECONDS": 15 * 60,
+    # Price table: api name -> {"unit": ..., "price": Decimal}; filled by the cost tracker's defaults.
+    "API_PRICES": {},
+    # Pipeline stages in order, and fallback durations (seconds) when there is no history.
+    "PIPELINE_STAGES": (
+        "audio_analysis",
+        "scene_planning",
+        "reference_generation",
+        "prompt_generation",
+        "video_generation",
+        "composition",
+    ),
+    "DEFAULT_STAGE_SECONDS": 60,
+    "ESTIMATE_HISTORY_JOBS": 50,
+    # Local disk
+    "TEMP_DIR": Path(tempfile.gettempdir()) / "videogen",
+    "CACHE_DIR": Path(tempfile.gettempdir()) / "videogen-cache",
+    "CACHE_DIR_MAX_BYTES": 5 * 1024**3,
+    "TEMP_MAX_AGE_HOURS": 24,
+    "MEMORY_THRESHOLD_PERCENT": 85.0,
+    "DISK_THRESHOLD_PERCENT": 90.0,
+    # Services
+    "CACHE_SOCKET_TIMEOUT": 0.5,
+    "HEALTH_CHECK_TIMEOUT": 3.0,
+    "SIGNED_URL_EXPIRES_IN": 3600,
+}
+
+
+class AppSettings:
+    """The ``VIDEOGEN_COMMON`` namespace of Django settings over :data:`DEFAULTS`, read at call time.
+
+    Unknown keys raise ``ImproperlyConfigured`` (DRF's habit), so a typo is
+    never silently ignored. The merged dict is cached and dropped whenever
+    ``VIDEOGEN_COMMON`` changes (``override_settings`` sends ``setting_changed``).
+    """
+
+    setting_name = "VIDEOGEN_COMMON"
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self._merged: dict[str, Any] | None = None
+
+    def user_settings(self) -> dict[str, Any]:
+        """Return the raw ``VIDEOGEN_COMMON`` dict from Django settings."""
+        from django.conf import settings as django_settings
+
+        value = getattr(django_settings, self.setting_name, {})
+        return dict(value or {})
+
+    def unknown_keys(self) -> list[str]:
+        """Return keys of ``VIDEOGEN_COMMON`` that are not known settings."""
+        return sorted(set(self.user_settings()) - set(self.defaults))
+
+    def _load(self) -> dict[str, Any]:
+        if self._merged is None:
+            from django.core.exceptions import ImproperlyConfigured
+
+            unknown = self.unknown_keys()
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"{self.setting_name} has unknown keys: {', '.join(unknown)}. "
+                    f"Known keys: {', '.join(sorted(self.defaults))}."
+                )
+            self._merged = {**self.defaults, **self.user_settings()}
+        return self._merged
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.defaults:
+            raise AttributeError(f"Invalid {self.setting_name} setting: {name!r}")
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.defaults)
+
+    def reload(self) -> None:
+        """Drop the cached values (called on ``setting_changed``)."""
+        self._merged = None
+
+
+app_settings = AppSettings(DEFAULTS)
+
+
+def _reload_app_settings(*, setting: str, **kwargs: Any) -> None:
+    """Drop cached app settings when ``VIDEOGEN_COMMON`` changes (as DRF does for its settings)."""
+    if setting == AppSettings.setting_name:
+        app_settings.reload()
+
+
+setting_changed.connect(_reload_app_settings, dispatch_uid="common.conf.app_settings")

@@ -1,0 +1,248 @@
+"""Structured JSON logging with the job id and stage carried in context.
+
+Use :func:`get_logger` and log as usual; wrap a job's work in
+:func:`job_context` (or call :func:`set_job_id`) and every record logged inside
+it, in this task or thread, carries ``job_id`` and ``stage``. The context lives
+in :mod:`contextvars`, so it follows asyncio tasks; :func:`run_in_context` /
+:func:`wrap_with_context` carry it into thread pools.
+
+``videogen/settings.py`` installs :class:`JsonFormatter` through ``LOGGING``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+__all__ = [
+    "JsonFormatter",
+    "get_job_id",
+    "get_logger",
+    "get_stage",
+    "job_context",
+    "run_in_context",
+    "set_job_id",
+    "set_stage",
+    "wrap_with_context",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("videogen_job_id", default=None)
+_stage: contextvars.ContextVar[str | None] = contextvars.ContextVar("videogen_stage", default=None)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return the standard logger ``name``; records are formatted as JSON by the configured handlers."""
+    return logging.getLogger(name)
+
+
+def set_job_id(job_id: UUID | str | None) -> contextvars.Token[str | None]:
+    """Set the job id for the current context; returns a token for ``_job_id.reset``."""
+    return _job_id.set(str(job_id) if job_id is not None else None)
+
+
+def set_stage(stage: str | None) -> contextvars.Token[str | None]:
+    """Set the pipeline stage for the current context."""
+    return _stage.set(stage)
+
+
+def get_job_id() -> str | None:
+    """Return the job id of the current context, if any."""
+    return _job_id.get()
+
+
+def get_stage() -> str | None:
+    """Return the stage of the current context, if any."""
+    return _stage.get()
+
+
+@contextmanager
+def job_context(job_id: UUID | str | None, stage: str | None = None) -> Iterator[None]:
+    """Log with ``job_id`` (and ``stage``) inside the block; restores the previous values on exit."""
+    job_token = set_job_id(job_id)
+    stage_token = _stage.set(stage)
+    try:
+        yield
+    finally:
+        _stage.reset(stage_token)
+        _job_id.reset(job_token)
+
+
+def run_in_context(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call ``func`` in a copy of the current context (for ``executor.submit`` from a job)."""
+    return contextvars.copy_context().run(func, *args, **kwargs)
+
+
+def wrap_with_context(func: Callable[P, R]) -> Callable[P, R]:
+    """Return ``func`` bound to a copy of the *current* context, to run later in another thread."""
+    ctx = contextvars.copy_context()
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return ctx.copy().run(func, *args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- formatting
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None)).keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logger", "exception")
+
+_REDACTED = "[REDACTED]"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+# Signed-URL tokens: ?token=..., &signature=..., X-Amz-Signature=..., Django signed "sig" params.
+_URL_TOKEN = re.compile(r"(?i)([?&](?:token|signature|sig|x-amz-signature|apikey|api_key)=)[^&\s\"']+")
+_KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
+
+
+def _configured_secrets() -> list[str]:
+    """Secret values from the environment settings; empty when they cannot be read."""
+    try:
+        from common.conf import get_settings
+
+        return get_settings().secret_values()
+    except Exception:  # noqa: BLE001 - redaction must never break logging
+        return []
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """Replace configured secrets, bearer tokens and signed-URL tokens in ``text``."""
+    for secret in secrets if secrets is not None else _configured_secrets():
+        if secret and secret in text:
+            text = text.replace(secret, _REDACTED)
+    text = _BEARER.sub(rf"\1 {_REDACTED}", text)
+    text = _URL_TOKEN.sub(rf"\1{_REDACTED}", text)
+    return _KEY_SHAPES.sub(_REDACTED, text)
+
+
+def _to_jsonable(value: Any) -> Any:
+    """Convert common non-JSON types; anything else falls back to ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (Decimal, UUID, Path)):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return _iso(value)
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return _to_jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_to_jsonable(v) for v in value]
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        try:
+            return _to_jsonable(model_dump(mode="json"))
+        except Exception:  # noqa: BLE001, S110 - fall through to repr below
+            pass
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break logging
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _iso(moment: dt.datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """Format each record as one JSON object per line; never raises.
+
+    Fields: ``timestamp`` (UTC, ISO 8601 with ``Z``), ``level``, ``module``
+    (the logger name), ``job_id``, ``stage``, ``message``, then the ``extra``
+    fields (a key that collides with a reserved one is renamed ``extra_<key>``),
+    then ``exception`` when there is one. Secrets are redacted.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a JSON line."""
+        try:
+            return self._format(record)
+        except Exception as exc:  # noqa: BLE001 - last resort: a formatter must never raise
+            return json.dumps(
+                {
+                    "timestamp": _iso(dt.datetime.now(dt.UTC)),
+                    "level": getattr(record, "levelname", "ERROR"),
+                    "module": getattr(record, "name", "?"),
+                    "message": "log record could not be formatted",
+                    "format_error": repr(exc),
+                }
+            )
+
+    def _format(self, record: logging.LogRecord) -> str:
+        secrets = _configured_secrets()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - bad %-args
+            message = f"{record.msg!r} % {record.args!r}"
+        extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+        payload: dict[str, Any] = {
+            "timestamp": _iso(dt.datetime.fromtimestamp(record.created, dt.UTC)),
+            "level": record.levelname,
+            "module": record.name,
+            "job_id": _to_jsonable(extras.pop("job_id", None) or _job_id.get()),
+            "stage": _to_jsonable(extras.pop("stage", None) or _stage.get()),
+            "message": redact(str(message), secrets),
+        }
+        for key, value in extras.items():
+            name = f"extra_{key}" if key in _RESERVED else key
+            payload[name] = _to_jsonable(value)
+        if record.exc_info:
+            payload["exception"] = redact(self.formatException(record.exc_info), secrets)
+        elif record.exc_text:
+            payload["exception"] = redact(record.exc_text, secrets)
+        text = json.dumps(payload, ensure_ascii=False, default=repr)
+        # Redact secrets that arrived through extra fields, on the serialised line.
+        for secret in secrets:
+            if secret and secret in text:
+                text = text.replace(secret, _REDACTED)
+        return text
+
+
+def build_logging_config(level: str, log_file: str | None = None) -> dict[str, Any]:
+    """Return a ``LOGGING`` dict: JSON to the console, plus a rotating file (100 MB x 5) when set."""
+    handlers: dict[str, Any] = {
+        "console": {"class": "logging.StreamHandler", "formatter": "json"},
+    }
+    if log_file:
+        handlers["file"] = {
+            "class": "logging.handlers.RotatingFileHandler",
+            "formatter": "json",
+            "filename": log_file,
+            "maxBytes": 100 * 1024 * 1024,
+            "backupCount": 5,
+            "encoding": "utf-8",
+            "delay": True,
+        }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "common.log.JsonFormatter"}},
+        "handlers": handlers,
+        "root": {"handlers": list(handlers), "level": level},
+        "loggers": {
+            # Django logs every 4xx/5xx request itself; keep its chatter at WARNING.
+            "django": {"level": "WARNING", "propagate": True},
+        },
+    }

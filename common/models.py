@@ -1,0 +1,217 @@
+"""The pipeline's shared tables: ``jobs``, ``job_stages`` and ``job_costs``.
+
+Invariants live in the database (check and unique constraints) so they hold
+for every writer, not only this app. Money is ``Decimal`` with six places, so
+real unit prices (0.0055 per image, fractions of a cent per 1k tokens) are
+exact. ``JobCost`` is an append-only ledger: its manager and ``save``/``delete``
+refuse updates and deletes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+
+__all__ = ["Job", "JobCost", "JobStage", "JobStatus", "StageStatus", "default_budget_limit"]
+
+MONEY_DIGITS = 14
+MONEY_PLACES = 6
+ZERO = Decimal("0")
+
+
+def default_budget_limit() -> Decimal:
+    """The default job budget, read from the app settings at creation time."""
+    from common.conf import app_settings
+
+    return Decimal(app_settings.DEFAULT_JOB_BUDGET)
+
+
+class JobStatus(models.TextChoices):
+    """Where a job is in its life."""
+
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.PROCESSING)
+FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class StageStatus(models.TextChoices):
+    """Where one stage of a job is."""
+
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class Job(models.Model):
+    """One music-video generation request and its progress, spend and outcome."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user_id = models.UUIDField(db_index=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    audio_url = models.TextField()
+    user_prompt = models.TextField()
+    current_stage = models.CharField(max_length=64, blank=True, null=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    estimated_remaining = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds")
+    total_cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=ZERO)
+    budget_limit = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=default_budget_limit
+    )
+    video_url = models.TextField(blank=True, null=True)
+    error_code = models.CharField(max_length=64, blank=True, null=True)
+    error_message = models.TextField(blank=True, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "jobs"
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
+            models.Index(fields=["user_id", "-created_at"], name="jobs_user_created_idx"),
+            models.Index(fields=["-created_at"], name="jobs_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="jobs_progress_0_100"),
+            models.CheckConstraint(condition=Q(total_cost__gte=0), name="jobs_total_cost_not_negative"),
+            models.CheckConstraint(condition=Q(budget_limit__gte=0), name="jobs_budget_limit_not_negative"),
+            models.CheckConstraint(
+                condition=Q(estimated_remaining__isnull=True) | Q(estimated_remaining__gte=0),
+                name="jobs_estimated_remaining_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True) | Q(completed_at__gte=F("created_at")),
+                name="jobs_completed_after_created",
+            ),
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="jobs_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.id} ({self.status})"
+
+    @property
+    def budget_used_share(self) -> Decimal | None:
+        """Share of the budget spent (0..1+), or ``None`` for a zero budget."""
+        if not self.budget_limit:
+            return None
+        return self.total_cost / self.budget_limit
+
+    @property
+    def is_active(self) -> bool:
+        """True while the job is queued or processing."""
+        return self.status in ACTIVE_JOB_STATUSES
+
+
+class JobStage(models.Model):
+    """One stage of one job (audio analysis, clip generation, ...): timing, cost, attempts."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stages")
+    stage_name = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=ZERO)
+    metadata = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times the stage was started")
+
+    class Meta:
+        db_table = "job_stages"
+        ordering = ("job", "started_at")
+        indexes = [
+            models.Index(fields=["stage_name", "status", "completed_at"], name="job_stages_name_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "stage_name"], name="job_stages_one_per_job_stage"),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="job_stages_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True)
+                | Q(started_at__isnull=True)
+                | Q(completed_at__gte=F("started_at")),
+                name="job_stages_completed_after_started",
+            ),
+            models.CheckConstraint(condition=Q(status__in=StageStatus.values), name="job_stages_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage_name} of job {self.job_id} ({self.status})"
+
+
+class AppendOnlyQuerySet(models.QuerySet["JobCost"]):
+    """A queryset that refuses bulk updates and deletes: the ledger is append-only."""
+
+    def update(self, **kwargs: Any) -> int:
+        """Refuse: ledger rows are never changed."""
+        raise TypeError("job_costs is an append-only ledger; rows cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refuse: ledger rows are never deleted."""
+        raise TypeError("job_costs is an append-only ledger; rows cannot be deleted")
+
+
+class JobCost(models.Model):
+    """One paid API call recorded against a job: an append-only ledger row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="costs")
+    stage_name = models.CharField(max_length=64)
+    api_name = models.CharField(max_length=64)
+    cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    timestamp = models.DateTimeField(auto_now_add=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    quantity = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    unit = models.CharField(max_length=32, null=True, blank=True)
+    unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "job_costs"
+        ordering = ("timestamp",)
+        indexes = [
+            models.Index(fields=["job", "timestamp"], name="job_costs_job_time_idx"),
+            models.Index(fields=["stage_name", "api_name"], name="job_costs_stage_api_idx"),
+            models.Index(fields=["timestamp"], name="job_costs_time_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_costs_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="job_costs_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True) | Q(quantity__gte=0), name="job_costs_quantity_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__isnull=True) | Q(unit_price__gte=0),
+                name="job_costs_unit_price_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_name} {self.cost} for job {self.job_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert a new row; refuse to update an existing one."""
+        if not self._state.adding:
+            raise TypeError("job_costs is an append-only ledger; rows cannot be updated")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Refuse: ledger rows are never deleted."""
+        raise TypeError("job_costs is an append-only ledger; rows cannot be deleted")

@@ -1,0 +1,171 @@
+"""Django settings for videogen, derived from the environment through :mod:`common.conf`.
+
+Nothing here reads ``os.environ`` directly: :func:`common.conf.load_env_settings`
+parses and validates every variable once. It is called leniently so that a bad
+environment still lets Django boot and ``manage.py check`` report every problem
+(``common.E001``/``E002``); the WSGI/ASGI entry points refuse to serve instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from common.conf import load_env_settings, parse_database_url
+from common.log import build_logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+ENV, ENV_PROBLEMS = load_env_settings(strict=False)
+
+SECRET_KEY = ENV.django_secret_key.reveal()
+DEBUG = ENV.debug
+ALLOWED_HOSTS = list(ENV.allowed_hosts)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "common",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "videogen.urls"
+WSGI_APPLICATION = "videogen.wsgi.application"
+ASGI_APPLICATION = "videogen.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# --------------------------------------------------------------------------- database
+
+
+def _database(url: str) -> dict[str, Any]:
+    db = parse_database_url(url)
+    if db["ENGINE"].endswith("sqlite3"):
+        if db["NAME"] != ":memory:":
+            Path(db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # Wait for a writer instead of failing at once with "database is locked".
+        db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        return db
+    # psycopg 3 with its connection pool (capped at 10); pooling requires CONN_MAX_AGE = 0.
+    db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 10, "timeout": 30}}
+    db["CONN_MAX_AGE"] = 0
+    db["CONN_HEALTH_CHECKS"] = True
+    # Parallel test sessions on one server each get their own test database.
+    test_name = os.environ.get("VIDEOGEN_TEST_DB_NAME")
+    if test_name:
+        db["TEST"] = {"NAME": test_name}
+    return db
+
+
+DATABASES = {"default": _database(ENV.database_url.reveal())}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# --------------------------------------------------------------------------- cache
+
+CACHE_KEY_PREFIX = "videogen:cache"
+
+if ENV.redis_url is not None:
+    CACHES: dict[str, Any] = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": ENV.redis_url.reveal(),
+            # Keys are exactly "videogen:cache:<key>" in Redis (see common.cache.make_key).
+            "KEY_FUNCTION": "common.cache_keys.make_key",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # A down Redis must answer fast, not hang the pipeline.
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+            },
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "videogen",
+            "KEY_FUNCTION": "common.cache_keys.make_key",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+
+
+# --------------------------------------------------------------------------- storage
+
+MEDIA_ROOT = BASE_DIR / "var" / "media"
+MEDIA_URL = "/media/"
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+STORAGES: dict[str, Any] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+
+# --------------------------------------------------------------------------- the rest
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = build_logging_config(ENV.log_level, ENV.log_file)
+
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "videogen API",
+    "DESCRIPTION": "Read-only job status and costs.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# The app's own knobs; see common.conf.DEFAULTS for every key and its default.
+VIDEOGEN_COMMON: dict[str, Any] = {}
+
+if not ENV.debug:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True

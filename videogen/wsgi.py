@@ -1,0 +1,12 @@
+"""WSGI entry point. Refuses to start on an invalid environment (raises ``ConfigError`` listing every problem)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
+
+from common.conf import get_settings
+
+get_settings()
+application = get_wsgi_application()
