@@ -15,8 +15,18 @@ from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
-__all__ = ["Job", "JobCost", "JobStage", "JobStatus", "StageStatus", "default_budget_limit"]
+__all__ = [
+    "HoldStatus",
+    "Job",
+    "JobCost",
+    "JobCostHold",
+    "JobStage",
+    "JobStatus",
+    "StageStatus",
+    "default_budget_limit",
+]
 
 MONEY_DIGITS = 14
 MONEY_PLACES = 6
@@ -68,6 +78,9 @@ class Job(models.Model):
     budget_limit = models.DecimalField(
         max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=default_budget_limit
     )
+    # Sum of the job's open cost holds (see JobCostHold), kept beside total_cost so one conditional
+    # UPDATE of this row can check spent + reserved + charge <= budget under the row lock.
+    reserved_cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=ZERO)
     video_url = models.TextField(blank=True, null=True)
     error_code = models.CharField(max_length=64, blank=True, null=True)
     error_message = models.TextField(blank=True, null=True)
@@ -87,6 +100,7 @@ class Job(models.Model):
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="jobs_progress_0_100"),
             models.CheckConstraint(condition=Q(total_cost__gte=0), name="jobs_total_cost_not_negative"),
             models.CheckConstraint(condition=Q(budget_limit__gte=0), name="jobs_budget_limit_not_negative"),
+            models.CheckConstraint(condition=Q(reserved_cost__gte=0), name="jobs_reserved_cost_not_negative"),
             models.CheckConstraint(
                 condition=Q(estimated_remaining__isnull=True) | Q(estimated_remaining__gte=0),
                 name="jobs_estimated_remaining_not_negative",
@@ -215,3 +229,50 @@ class JobCost(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Refuse: ledger rows are never deleted."""
         raise TypeError("job_costs is an append-only ledger; rows cannot be deleted")
+
+
+class HoldStatus(models.TextChoices):
+    """Where a cost hold (reservation) is in its life."""
+
+    ACTIVE = "active", "Active"
+    SETTLED = "settled", "Settled"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+class JobCostHold(models.Model):
+    """Budget held for an expensive call before it is made; settled with the actual cost or released.
+
+    Open holds count against the budget (their sum is ``Job.reserved_cost``) until they are older
+    than ``RESERVATION_TTL_SECONDS``, so a crashed worker cannot block a job forever.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="cost_holds")
+    stage_name = models.CharField(max_length=64)
+    api_name = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    settled_cost = models.ForeignKey(
+        JobCost, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_column="job_cost_id"
+    )
+
+    class Meta:
+        db_table = "job_cost_holds"
+        ordering = ("created_at",)
+        indexes = [
+            models.Index(
+                fields=["job", "created_at"],
+                name="job_cost_holds_active_idx",
+                condition=Q(status="active"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="job_cost_holds_amount_not_negative"),
+            models.CheckConstraint(condition=Q(status__in=HoldStatus.values), name="job_cost_holds_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.amount} for {self.api_name} of job {self.job_id} ({self.status})"
