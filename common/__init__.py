@@ -33,6 +33,11 @@ _LAZY: dict[str, str] = {
     "job_context": "common.log",
     "set_job_id": "common.log",
     "retry_with_backoff": "common.retry",
+    # validation
+    "AudioFormat": "common.validation",
+    "validate_audio_file": "common.validation",
+    "validate_file_size": "common.validation",
+    "validate_prompt": "common.validation",
 }
 
 __all__ = sorted(_LAZY)

@@ -188,6 +188,9 @@ _MESSAGES_BY_CODE: dict[str, str] = {
     "INVALID_AUDIO": "The audio file is not a supported MP3, WAV or FLAC file.",
     "FILE_TOO_LARGE": "The file is too large.",
     "INVALID_PROMPT": "The prompt is not valid. Please check its length and content.",
+    "EMPTY_FILE": "The file you uploaded is empty.",
+    "UNREADABLE_FILE": "We couldn't read the file you uploaded. Please try uploading it again.",
+    "INVALID_FILE_SIZE": "The file size is not valid.",
     "PIPELINE_ERROR": "Something went wrong while making your video.",
 }
 _FALLBACK_MESSAGE = "Something went wrong. Please try again later."
