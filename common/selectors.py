@@ -1,0 +1,143 @@
+"""Reads of jobs, stages and costs (the HackSoft "selectors"): one place for the queries services and views share.
+
+Every function is keyword-only and typed; the async twins (``a`` prefix) run the
+query in a worker thread via ``sync_to_async`` so they never block the event loop.
+An unknown or malformed job id raises :class:`~common.errors.ValidationError`
+with code ``JOB_NOT_FOUND`` / ``INVALID_JOB_ID``, never ``DoesNotExist``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections.abc import Iterable
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from common.conf import app_settings
+from common.errors import ValidationError
+from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
+
+__all__ = [
+    "ajob_get",
+    "ajob_list_for_user",
+    "job_costs",
+    "job_estimate_remaining",
+    "job_get",
+    "job_list_for_user",
+    "job_stages",
+    "parse_job_id",
+    "stage_median_duration",
+]
+
+JOB_NOT_FOUND = "JOB_NOT_FOUND"
+INVALID_JOB_ID = "INVALID_JOB_ID"
+
+
+def parse_job_id(job_id: UUID | str) -> UUID:
+    """Return ``job_id`` as a UUID.
+
+    Raises:
+        ValidationError: (code ``INVALID_JOB_ID``) when it is not a UUID.
+    """
+    if isinstance(job_id, UUID):
+        return job_id
+    try:
+        return uuid.UUID(str(job_id))
+    except (ValueError, AttributeError, TypeError):
+        raise ValidationError(f"{job_id!r} is not a valid job id (expected a UUID)", code=INVALID_JOB_ID) from None
+
+
+def job_get(*, job_id: UUID | str) -> Job:
+    """Return the job with ``job_id``.
+
+    Raises:
+        ValidationError: code ``JOB_NOT_FOUND`` when there is no such job.
+    """
+    pk = parse_job_id(job_id)
+    try:
+        return Job.objects.get(pk=pk)
+    except Job.DoesNotExist:
+        raise ValidationError(f"job {pk} does not exist", job_id=pk, code=JOB_NOT_FOUND) from None
+
+
+def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> QuerySet[Job]:
+    """The user's jobs, newest first, optionally only those with ``status``."""
+    qs = Job.objects.filter(user_id=user_id).order_by("-created_at")
+    if status is not None:
+        if status not in JobStatus.values:
+            raise ValidationError(f"unknown job status {status!r}; expected one of {', '.join(JobStatus.values)}")
+        qs = qs.filter(status=status)
+    return qs
+
+
+def job_stages(*, job_id: UUID | str) -> list[JobStage]:
+    """The job's stages in pipeline order (``PIPELINE_STAGES``; unknown names last, by start time)."""
+    order = {name: i for i, name in enumerate(app_settings.PIPELINE_STAGES)}
+    stages = list(JobStage.objects.filter(job_id=parse_job_id(job_id)))
+    return sorted(stages, key=lambda s: (order.get(s.stage_name, len(order)), s.started_at or timezone.now()))
+
+
+def job_costs(*, job_id: UUID | str) -> QuerySet[JobCost]:
+    """The job's ledger rows, oldest first."""
+    return JobCost.objects.filter(job_id=parse_job_id(job_id)).order_by("timestamp", "id")
+
+
+def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
+    """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``.
+
+    ``history`` defaults to the ``ESTIMATE_HISTORY_JOBS`` app setting.
+    """
+    limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else history
+    durations = [
+        d
+        for d in JobStage.objects.filter(
+            stage_name=stage_name, status=StageStatus.COMPLETED, duration_seconds__isnull=False
+        )
+        .order_by("-completed_at")
+        .values_list("duration_seconds", flat=True)[:limit]
+        if d is not None
+    ]
+    if not durations:
+        return None
+    return float(statistics.median(durations))
+
+
+def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | None = None) -> int:
+    """Seconds the job still needs: for each stage not yet completed, its median recent duration.
+
+    A stage that is running counts only for what is left of its median (never below zero);
+    a stage with no history counts ``DEFAULT_STAGE_SECONDS``.
+    """
+    pk = parse_job_id(job_id)
+    rows = {s.stage_name: s for s in (stages if stages is not None else JobStage.objects.filter(job_id=pk))}
+    default = float(app_settings.DEFAULT_STAGE_SECONDS)
+    now = timezone.now()
+    total = 0.0
+    for name in app_settings.PIPELINE_STAGES:
+        stage = rows.get(name)
+        if stage is not None and stage.status == StageStatus.COMPLETED:
+            continue
+        median = stage_median_duration(stage_name=name)
+        expected = default if median is None else median
+        if stage is not None and stage.status == StageStatus.PROCESSING and stage.started_at is not None:
+            expected = max(expected - (now - stage.started_at).total_seconds(), 0.0)
+        total += expected
+    return round(total)
+
+
+async def ajob_get(*, job_id: UUID | str) -> Job:
+    """Async twin of :func:`job_get`."""
+    return await sync_to_async(job_get)(job_id=job_id)
+
+
+async def ajob_list_for_user(*, user_id: UUID | str, status: str | None = None) -> list[Job]:
+    """Async twin of :func:`job_list_for_user` (returns a list: the query runs in a worker thread)."""
+
+    def _list() -> list[Job]:
+        return list(job_list_for_user(user_id=user_id, status=status))
+
+    return await sync_to_async(_list)()

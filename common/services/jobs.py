@@ -1,0 +1,453 @@
+"""The job lifecycle: create a job, run its stages, report progress, and finish it.
+
+Every function is keyword-only and typed, runs in one ``transaction.atomic``
+block and locks the job row first (``select_for_update``; SQLite serialises
+writers with ``BEGIN IMMEDIATE``), so two workers can never both make a
+transition that only one of them may make. An illegal transition raises
+:class:`~common.errors.ValidationError` (code ``INVALID_TRANSITION``) naming the
+job and what was wrong, and changes nothing. Each function has an async twin
+(``a`` prefix) that runs it in a worker thread.
+
+Legal transitions::
+
+    job:   queued -> processing -> completed
+           queued | processing -> failed | cancelled        (completed, failed, cancelled are final)
+    stage: (none) | pending | failed -> processing -> completed | failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import DecimalField, Sum, Value
+from django.db.models.functions import Coalesce
+from django.dispatch import Signal
+from django.utils import timezone
+
+from common.conf import app_settings
+from common.errors import PipelineError, ValidationError
+from common.log import get_logger
+from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
+from common.selectors import JOB_NOT_FOUND, job_estimate_remaining, parse_job_id
+
+__all__ = [
+    "INVALID_TRANSITION",
+    "ajob_cancel",
+    "ajob_complete",
+    "ajob_create",
+    "ajob_fail",
+    "ajob_update_progress",
+    "astage_complete",
+    "astage_fail",
+    "astage_start",
+    "job_cancel",
+    "job_complete",
+    "job_create",
+    "job_fail",
+    "job_finished",
+    "job_update_progress",
+    "stage_complete",
+    "stage_fail",
+    "stage_start",
+]
+
+INVALID_TRANSITION = "INVALID_TRANSITION"
+CANCELLED_CODE = "JOB_CANCELLED"
+
+# Sent (after the transaction commits) when a job becomes completed, failed or cancelled.
+# Receivers get ``job`` (the Job instance) and ``status``; the cost tracker can release open holds here.
+job_finished = Signal()
+
+logger = get_logger(__name__)
+
+_ACTIVE = (JobStatus.QUEUED, JobStatus.PROCESSING)
+_STAGE_UPDATE_FIELDS = ["status", "started_at", "completed_at", "duration_seconds", "cost", "metadata", "attempts"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _illegal(job: Job, message: str, **details: Any) -> ValidationError:
+    return ValidationError(
+        f"job {job.id}: {message}",
+        job_id=job.id,
+        code=INVALID_TRANSITION,
+        details={"status": job.status, **details},
+    )
+
+
+def _lock_job(job_id: UUID | str) -> Job:
+    """Return the job row locked for update (call inside ``transaction.atomic``)."""
+    pk = parse_job_id(job_id)
+    try:
+        return Job.objects.select_for_update().get(pk=pk)
+    except Job.DoesNotExist:
+        raise ValidationError(f"job {pk} does not exist", job_id=pk, code=JOB_NOT_FOUND) from None
+
+
+def _require_active(job: Job, action: str) -> None:
+    if job.status not in _ACTIVE:
+        raise _illegal(job, f"cannot {action}: the job is already {job.status}", action=action)
+
+
+def _check_stage_name(stage_name: str) -> None:
+    stages = tuple(app_settings.PIPELINE_STAGES)
+    if stage_name not in stages:
+        raise ValidationError(
+            f"unknown stage {stage_name!r}; the pipeline's stages are {', '.join(stages)} "
+            "(app setting PIPELINE_STAGES)",
+            code="UNKNOWN_STAGE",
+        )
+
+
+def _stage_cost(job: Job, stage_name: str) -> Decimal:
+    """Sum of the ledger rows recorded against one stage of the job."""
+    total = JobCost.objects.filter(job=job, stage_name=stage_name).aggregate(
+        total=Coalesce(Sum("cost"), Value(Decimal("0")), output_field=DecimalField(max_digits=14, decimal_places=6))
+    )["total"]
+    return Decimal(total)
+
+
+def _seconds_between(start: datetime | None, end: datetime) -> int | None:
+    if start is None:
+        return None
+    return max(round((end - start).total_seconds()), 0)
+
+
+def _finish_stage(
+    job: Job, stage: JobStage, *, status: str, now: datetime, metadata: dict[str, Any] | None = None
+) -> None:
+    stage.status = status
+    stage.completed_at = now
+    stage.duration_seconds = _seconds_between(stage.started_at, now)
+    stage.cost = _stage_cost(job, stage.stage_name)
+    if metadata:
+        stage.metadata = {**(stage.metadata or {}), **metadata}
+    stage.save(update_fields=_STAGE_UPDATE_FIELDS)
+
+
+def _save_job(job: Job, *fields: str) -> None:
+    job.save(update_fields=[*fields, "updated_at"])
+
+
+def _estimate(job: Job, stages: Iterable[JobStage] | None = None) -> int:
+    return job_estimate_remaining(job_id=job.id, stages=stages)
+
+
+def _finish_job(job: Job, status: str, now: datetime, *, stage_metadata: dict[str, Any]) -> None:
+    """Fail the stages still running and notify ``job_finished`` once the transaction commits."""
+    for stage in JobStage.objects.select_for_update().filter(job=job, status=StageStatus.PROCESSING):
+        _finish_stage(job, stage, status=StageStatus.FAILED, now=now, metadata=stage_metadata)
+    transaction.on_commit(lambda: job_finished.send(sender=Job, job=job, status=status))
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def job_create(
+    *,
+    user_id: UUID | str,
+    audio_url: str,
+    user_prompt: str,
+    budget_limit: Decimal | str | int | None = None,
+) -> Job:
+    """Create a queued job (budget from ``DEFAULT_JOB_BUDGET`` unless given) with its first time estimate.
+
+    Raises:
+        ValidationError: for a bad user id, an empty audio URL or prompt, or a negative/inexact budget.
+    """
+    try:
+        user = parse_job_id(user_id)
+    except ValidationError:
+        raise ValidationError(f"{user_id!r} is not a valid user id (expected a UUID)", code="INVALID_USER_ID") from None
+    if not isinstance(audio_url, str) or not audio_url.strip():
+        raise ValidationError("audio_url must be a non-empty string")
+    if not isinstance(user_prompt, str) or not user_prompt.strip():
+        raise ValidationError("user_prompt must be a non-empty string")
+    fields: dict[str, Any] = {"user_id": user, "audio_url": audio_url, "user_prompt": user_prompt}
+    if budget_limit is not None:
+        fields["budget_limit"] = _parse_budget(budget_limit)
+    with transaction.atomic():
+        job = Job(**fields)
+        job.estimated_remaining = _estimate(job, stages=())
+        job.save(force_insert=True)
+    logger.info("job created", extra={"job_id": str(job.id), "budget_limit": str(job.budget_limit)})
+    return job
+
+
+def _parse_budget(value: Decimal | str | int) -> Decimal:
+    if isinstance(value, bool | float):
+        raise ValidationError(f"budget_limit must be a Decimal, an int or a decimal string, not {value!r}")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError):
+        raise ValidationError(f"budget_limit {value!r} is not a decimal amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValidationError(f"budget_limit must be a finite amount of at least 0, got {value!r}")
+    if amount != amount.quantize(Decimal("0.000001")) or amount >= Decimal("1e8"):
+        raise ValidationError(f"budget_limit {value!r} must have at most 6 decimal places and 8 integer digits")
+    return amount
+
+
+def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
+    """Set the job's progress (0-100, never backwards) and optionally its current stage.
+
+    A queued job becomes processing once it has progress or a stage. ``estimated_remaining`` is recomputed.
+
+    Raises:
+        ValidationError: for progress outside 0-100 or going backwards, an unknown stage,
+            or a job that is already finished.
+    """
+    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        raise ValidationError(f"progress must be a whole number from 0 to 100, got {progress!r}", job_id=job_id)
+    if current_stage is not None:
+        _check_stage_name(current_stage)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _require_active(job, "update progress")
+        if progress < job.progress:
+            raise _illegal(job, f"progress cannot go backwards (from {job.progress} to {progress})", progress=progress)
+        job.progress = progress
+        if progress > 0 or current_stage is not None:
+            job.status = JobStatus.PROCESSING
+        if current_stage is not None:
+            job.current_stage = current_stage
+        job.estimated_remaining = _estimate(job)
+        _save_job(job, "progress", "status", "current_stage", "estimated_remaining")
+    return job
+
+
+def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
+    """Mark a processing job completed with its video (progress 100, nothing remaining).
+
+    Raises:
+        ValidationError: when the job is not processing, a stage is still running, or the URL is empty.
+    """
+    if not isinstance(video_url, str) or not video_url.strip():
+        raise ValidationError("video_url must be a non-empty string", job_id=job_id)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        if job.status != JobStatus.PROCESSING:
+            raise _illegal(job, f"cannot complete a job that is {job.status} (only a processing job can complete)")
+        running = list(
+            JobStage.objects.filter(job=job, status=StageStatus.PROCESSING).values_list("stage_name", flat=True)
+        )
+        if running:
+            raise _illegal(job, f"cannot complete while stage(s) {', '.join(running)} are still processing")
+        now = timezone.now()
+        job.status = JobStatus.COMPLETED
+        job.progress = 100
+        job.estimated_remaining = 0
+        job.video_url = video_url
+        job.current_stage = None
+        job.completed_at = now
+        _save_job(job, "status", "progress", "estimated_remaining", "video_url", "current_stage", "completed_at")
+        _finish_job(job, JobStatus.COMPLETED, now, stage_metadata={})
+    logger.info("job completed", extra={"job_id": str(job.id)})
+    return job
+
+
+def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
+    """Mark a queued or processing job failed, storing the error's code and message.
+
+    Stages still running are marked failed too.
+
+    Raises:
+        ValidationError: when the job is already completed, failed or cancelled.
+        TypeError: when ``error`` is not a :class:`PipelineError`.
+    """
+    if not isinstance(error, PipelineError):
+        raise TypeError(f"error must be a PipelineError (translate it at the boundary), got {type(error).__name__}")
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _require_active(job, "fail the job")
+        now = timezone.now()
+        job.status = JobStatus.FAILED
+        job.error_code = error.code[:64]
+        job.error_message = error.message
+        job.estimated_remaining = None
+        job.completed_at = now
+        _save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
+        _finish_job(job, JobStatus.FAILED, now, stage_metadata={"error": error.to_dict()})
+    logger.warning("job failed", extra={"job_id": str(job.id), "error_code": job.error_code})
+    return job
+
+
+def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
+    """Cancel a queued or processing job (code ``JOB_CANCELLED``); stages still running are marked failed.
+
+    Raises:
+        ValidationError: when the job is already completed, failed or cancelled.
+    """
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _require_active(job, "cancel the job")
+        now = timezone.now()
+        job.status = JobStatus.CANCELLED
+        job.error_code = CANCELLED_CODE
+        job.error_message = reason or "The job was cancelled."
+        job.estimated_remaining = None
+        job.completed_at = now
+        _save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
+        _finish_job(job, JobStatus.CANCELLED, now, stage_metadata={"cancelled": True})
+    logger.info("job cancelled", extra={"job_id": str(job.id)})
+    return job
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_start(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
+    """Start (or retry) a stage: it becomes processing, its attempt count goes up, the job becomes processing.
+
+    Raises:
+        ValidationError: for an unknown stage, a finished job, or a stage that is already
+            processing or completed.
+    """
+    _check_stage_name(stage_name)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _require_active(job, f"start stage {stage_name!r}")
+        stage, _ = JobStage.objects.select_for_update().get_or_create(job=job, stage_name=stage_name)
+        if stage.status in (StageStatus.PROCESSING, StageStatus.COMPLETED):
+            raise _illegal(job, f"cannot start stage {stage_name!r}: it is already {stage.status}", stage=stage_name)
+        stage.status = StageStatus.PROCESSING
+        stage.started_at = timezone.now()
+        stage.completed_at = None
+        stage.duration_seconds = None
+        stage.attempts += 1
+        if metadata:
+            stage.metadata = {**(stage.metadata or {}), **metadata}
+        stage.save(update_fields=_STAGE_UPDATE_FIELDS)
+        job.status = JobStatus.PROCESSING
+        job.current_stage = stage_name
+        job.estimated_remaining = _estimate(job)
+        _save_job(job, "status", "current_stage", "estimated_remaining")
+    stage.job = job
+    logger.info("stage started", extra={"job_id": str(job.id), "stage": stage_name, "attempt": stage.attempts})
+    return stage
+
+
+def _running_stage(job: Job, stage_name: str, action: str) -> JobStage:
+    _check_stage_name(stage_name)
+    if job.status != JobStatus.PROCESSING:
+        raise _illegal(job, f"cannot {action} stage {stage_name!r}: the job is {job.status}", stage=stage_name)
+    stage = JobStage.objects.select_for_update().filter(job=job, stage_name=stage_name).first()
+    if stage is None:
+        raise _illegal(job, f"cannot {action} stage {stage_name!r}: it was never started", stage=stage_name)
+    if stage.status != StageStatus.PROCESSING:
+        raise _illegal(
+            job, f"cannot {action} stage {stage_name!r}: it is {stage.status}, not processing", stage=stage_name
+        )
+    return stage
+
+
+def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
+    """Complete a processing stage: duration, cost rolled up from the ledger, new time estimate.
+
+    Raises:
+        ValidationError: when the job is not processing or the stage is not processing.
+    """
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        stage = _running_stage(job, stage_name, "complete")
+        _finish_stage(job, stage, status=StageStatus.COMPLETED, now=timezone.now(), metadata=metadata)
+        job.estimated_remaining = _estimate(job)
+        _save_job(job, "estimated_remaining")
+    stage.job = job
+    logger.info(
+        "stage completed",
+        extra={"job_id": str(job.id), "stage": stage_name, "duration": stage.duration_seconds, "cost": str(stage.cost)},
+    )
+    return stage
+
+
+def stage_fail(
+    *,
+    job_id: UUID | str,
+    stage_name: str,
+    error: PipelineError | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> JobStage:
+    """Fail a processing stage (it may be started again); the error is kept in its metadata.
+
+    The job stays processing: call :func:`job_fail` to give up on the whole job.
+
+    Raises:
+        ValidationError: when the job is not processing or the stage is not processing.
+    """
+    extra = dict(metadata or {})
+    if error is not None:
+        extra["error"] = error.to_dict()
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        stage = _running_stage(job, stage_name, "fail")
+        _finish_stage(job, stage, status=StageStatus.FAILED, now=timezone.now(), metadata=extra)
+        job.estimated_remaining = _estimate(job)
+        _save_job(job, "estimated_remaining")
+    stage.job = job
+    logger.warning("stage failed", extra={"job_id": str(job.id), "stage": stage_name})
+    return stage
+
+
+# --------------------------------------------------------------------------- async twins
+
+
+async def ajob_create(
+    *,
+    user_id: UUID | str,
+    audio_url: str,
+    user_prompt: str,
+    budget_limit: Decimal | str | int | None = None,
+) -> Job:
+    """Async twin of :func:`job_create`."""
+    return await sync_to_async(job_create)(
+        user_id=user_id, audio_url=audio_url, user_prompt=user_prompt, budget_limit=budget_limit
+    )
+
+
+async def ajob_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
+    """Async twin of :func:`job_update_progress`."""
+    return await sync_to_async(job_update_progress)(job_id=job_id, progress=progress, current_stage=current_stage)
+
+
+async def ajob_complete(*, job_id: UUID | str, video_url: str) -> Job:
+    """Async twin of :func:`job_complete`."""
+    return await sync_to_async(job_complete)(job_id=job_id, video_url=video_url)
+
+
+async def ajob_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
+    """Async twin of :func:`job_fail`."""
+    return await sync_to_async(job_fail)(job_id=job_id, error=error)
+
+
+async def ajob_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
+    """Async twin of :func:`job_cancel`."""
+    return await sync_to_async(job_cancel)(job_id=job_id, reason=reason)
+
+
+async def astage_start(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
+    """Async twin of :func:`stage_start`."""
+    return await sync_to_async(stage_start)(job_id=job_id, stage_name=stage_name, metadata=metadata)
+
+
+async def astage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
+    """Async twin of :func:`stage_complete`."""
+    return await sync_to_async(stage_complete)(job_id=job_id, stage_name=stage_name, metadata=metadata)
+
+
+async def astage_fail(
+    *,
+    job_id: UUID | str,
+    stage_name: str,
+    error: PipelineError | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> JobStage:
+    """Async twin of :func:`stage_fail`."""
+    return await sync_to_async(stage_fail)(job_id=job_id, stage_name=stage_name, error=error, metadata=metadata)
