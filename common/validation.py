@@ -380,7 +380,7 @@ def _after_id3(src: _Header, head: bytes) -> AudioFormat:
     offset = 0
     for _ in range(_MAX_ID3_TAGS):
         tag = head if offset == 0 else src.read(offset, 10)
-        if not tag.startswith(b"ID3"):
+        if not (tag.startswith(b"ID3") or (0 < len(tag) < 3 and b"ID3".startswith(tag))):
             break
         if len(tag) < 10:
             raise _truncated("MP3 ID3 tag", offset + 10, src.size)
