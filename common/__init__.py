@@ -33,6 +33,11 @@ _LAZY: dict[str, str] = {
     "job_context": "common.log",
     "set_job_id": "common.log",
     "retry_with_backoff": "common.retry",
+    # resources and temp files
+    "resource_manager": "common.resources",
+    "ResourceManager": "common.resources",
+    "temp_file_manager": "common.tempfiles",
+    "TempFileManager": "common.tempfiles",
     # validation
     "AudioFormat": "common.validation",
     "validate_audio_file": "common.validation",

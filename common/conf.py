@@ -568,6 +568,11 @@ DEFAULTS: dict[str, Any] = {
     "TEMP_MAX_AGE_HOURS": 24,
     "MEMORY_THRESHOLD_PERCENT": 85.0,
     "DISK_THRESHOLD_PERCENT": 90.0,
+    # Resources (common.resources): sampling period, cleanup period, and how far below a threshold
+    # a reading must drop before a new crossing is warned about again
+    "RESOURCE_MONITOR_INTERVAL_SECONDS": 60.0,
+    "TEMP_CLEANUP_INTERVAL_HOURS": 6.0,
+    "RESOURCE_THRESHOLD_HYSTERESIS_PERCENT": 2.0,
     # Services
     "CACHE_SOCKET_TIMEOUT": 0.5,
     "HEALTH_CHECK_TIMEOUT": 3.0,
