@@ -577,6 +577,10 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_SOCKET_TIMEOUT": 0.5,
     "HEALTH_CHECK_TIMEOUT": 3.0,
     "SIGNED_URL_EXPIRES_IN": 3600,
+    # REST API (common.api): bearer-token checks and per-user rate limit
+    "API_JWT_LEEWAY_SECONDS": 10,
+    "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"
+    "API_THROTTLE_RATE": "600/min",  # per caller; None turns throttling off
 }
 
 

@@ -153,6 +153,22 @@ LOGGING = build_logging_config(ENV.log_level, ENV.log_file)
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The API (common.api): Supabase access tokens first (their 401 carries WWW-Authenticate: Bearer),
+    # then the admin session for staff; everything needs a signed-in caller; JSON in and out.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "common.api.authentication.SupabaseJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if ENV.debug else []),
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "common.api.pagination.JobCursorPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_CLASSES": ["common.api.throttling.CallerRateThrottle"],
+    "EXCEPTION_HANDLER": "common.api.exceptions.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
