@@ -33,6 +33,20 @@ _LAZY: dict[str, str] = {
     "job_context": "common.log",
     "set_job_id": "common.log",
     "retry_with_backoff": "common.retry",
+    # storage (bucket facade; backends in common.storage.local / common.storage.supabase)
+    "upload_file": "common.storage.facade",
+    "download_file": "common.storage.facade",
+    "get_signed_url": "common.storage.facade",
+    "delete_file": "common.storage.facade",
+    "list_files": "common.storage.facade",
+    "aupload_file": "common.storage.facade",
+    "adownload_file": "common.storage.facade",
+    "aget_signed_url": "common.storage.facade",
+    "adelete_file": "common.storage.facade",
+    "alist_files": "common.storage.facade",
+    "get_supabase_client": "common.storage.client",
+    # health
+    "run_checks": "common.health",
     # job lifecycle (issue 3)
     "job_create": "common.services.jobs",
     "job_update_progress": "common.services.jobs",

@@ -14,6 +14,7 @@ from typing import Any
 
 from common.conf import load_env_settings, parse_database_url
 from common.log import build_logging_config
+from common.storage.buckets import bucket_storages
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -105,9 +106,9 @@ if ENV.redis_url is not None:
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                # A down Redis must answer fast, not hang the pipeline.
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
+                # A down Redis must answer fast, not hang the pipeline: the factory applies
+                # VIDEOGEN_COMMON["CACHE_SOCKET_TIMEOUT"] (0.5 s) as connect/read timeout, without retries.
+                "CONNECTION_FACTORY": "common.cache.ConnectionFactory",
             },
         }
     }
@@ -132,6 +133,8 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES: dict[str, Any] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # One named storage per bucket: storages["video-clips"] etc. (local files, or Supabase Storage when configured).
+    **bucket_storages(supabase=ENV.uses_supabase),
 }
 
 

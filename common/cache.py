@@ -1,0 +1,283 @@
+"""Cache helpers over Django's cache (django-redis when ``REDIS_URL`` is set, local memory otherwise).
+
+Keys are exactly ``videogen:cache:<key>`` in Redis (see :mod:`common.cache_keys`).
+A cache is an optimisation, so when Redis is down no helper raises into the
+pipeline or hangs: it logs a warning and answers a miss (``None``/``default``)
+or ``False`` within ``VIDEOGEN_COMMON["CACHE_SOCKET_TIMEOUT"]`` seconds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from enum import Enum
+from typing import Any, TypeVar
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+from django_redis.exceptions import ConnectionInterrupted
+from django_redis.pool import ConnectionFactory as _RedisConnectionFactory
+from pydantic import BaseModel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from common.conf import app_settings
+from common.errors import ServiceUnavailableError, ValidationError
+from common.log import get_logger
+
+__all__ = [
+    "CACHE_ALIAS",
+    "ConnectionFactory",
+    "JSONEncoder",
+    "adelete",
+    "aget",
+    "aget_json",
+    "ahealth_check",
+    "aset",
+    "aset_json",
+    "delete",
+    "dumps_json",
+    "get",
+    "get_json",
+    "health_check",
+    "ping",
+    "set",
+    "set_json",
+]
+
+logger = get_logger("common.cache")
+CACHE_ALIAS = "default"
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+# What a broken cache connection raises (django-redis wraps redis errors in ConnectionInterrupted).
+_CACHE_ERRORS: tuple[type[BaseException], ...] = (ConnectionInterrupted, RedisError, OSError)
+_WARN_EVERY_SECONDS = 30.0
+_warn_lock = threading.Lock()
+_last_warning = 0.0
+_MISSING = object()
+
+
+class ConnectionFactory(_RedisConnectionFactory):
+    """django-redis connection factory: socket timeouts from ``CACHE_SOCKET_TIMEOUT``, no client-side retries.
+
+    ``OPTIONS["SOCKET_TIMEOUT"]``/``["SOCKET_CONNECT_TIMEOUT"]`` still win when set.
+    Pools are keyed by URL *and* timeout, so changing the knob takes effect.
+    """
+
+    def make_connection_params(self, url: str) -> dict[str, Any]:
+        """Add the timeouts and a no-retry policy to django-redis' parameters."""
+        params = super().make_connection_params(url)
+        timeout = float(app_settings.CACHE_SOCKET_TIMEOUT)
+        params.setdefault("socket_timeout", timeout)
+        params.setdefault("socket_connect_timeout", timeout)
+        # redis-py retries failed connections with backoff by default; a cache must fail fast instead.
+        params["retry"] = Retry(NoBackoff(), 0)
+        return params
+
+    def get_or_create_connection_pool(self, params: dict[str, Any]) -> Any:
+        """Return the cached pool for this URL and these timeouts."""
+        key = f"{params['url']}|{params.get('socket_timeout')}|{params.get('socket_connect_timeout')}"
+        if key not in self._pools:
+            self._pools[key] = self.get_connection_pool(params)
+        return self._pools[key]
+
+
+class JSONEncoder(json.JSONEncoder):
+    """JSON for cached values: Decimal as a string, UUID, datetime/date/time (ISO 8601), Pydantic models, enums."""
+
+    def default(self, o: Any) -> Any:
+        """Return a JSON-friendly form of ``o``."""
+        if isinstance(o, Decimal):
+            return str(o)
+        if isinstance(o, UUID):
+            return str(o)
+        if isinstance(o, (dt.datetime, dt.date, dt.time)):
+            return o.isoformat()
+        if isinstance(o, dt.timedelta):
+            return o.total_seconds()
+        if isinstance(o, BaseModel):
+            return o.model_dump(mode="json")
+        if isinstance(o, Enum):
+            return o.value
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        if isinstance(o, (builtins.set, frozenset, tuple)):
+            return list(o)
+        return super().default(o)
+
+
+def dumps_json(obj: Any) -> str:
+    """Serialise ``obj`` with :class:`JSONEncoder`.
+
+    Raises:
+        ValidationError: when ``obj`` cannot be represented as JSON.
+    """
+    try:
+        return json.dumps(obj, cls=JSONEncoder, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"The value cannot be stored as JSON: {exc}", code="INVALID_CACHE_VALUE") from exc
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not key or any(ord(c) < 33 or ord(c) == 127 for c in key):
+        raise ValidationError(
+            f"Invalid cache key {key!r}: use a non-empty string without spaces or control characters.",
+            code="INVALID_CACHE_KEY",
+        )
+    return key
+
+
+def _check_ttl(ttl: float | dt.timedelta | None, name: str) -> float | None:
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ValidationError(f"{name} must be a positive number of seconds or None (no expiry), got {ttl!r}.")
+    return seconds
+
+
+def _warn(operation: str, key: str | None, exc: BaseException) -> None:
+    """Log that the cache is unavailable: a warning at most every 30 s, debug in between."""
+    global _last_warning
+    now = time.monotonic()
+    with _warn_lock:
+        loud = now - _last_warning >= _WARN_EVERY_SECONDS
+        if loud:
+            _last_warning = now
+    extra = {"operation": operation, "cache_key": key, "error_type": type(exc).__name__, "error": str(exc)}
+    if loud:
+        logger.warning("Cache unavailable during %s; continuing without it: %s", operation, exc, extra=extra)
+    else:
+        logger.debug("Cache unavailable during %s: %s", operation, exc, extra=extra)
+
+
+def _guard(operation: str, key: str | None, fallback: T, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except _CACHE_ERRORS as exc:
+        _warn(operation, key, exc)
+        return fallback
+
+
+def set(key: str, value: Any, ex: float | dt.timedelta | None = None) -> bool:
+    """Store ``value`` under ``key`` for ``ex`` seconds (``None``: no expiry); False when the cache is down."""
+    _check_key(key)
+    timeout = _check_ttl(ex, "ex")
+
+    def run() -> bool:
+        caches[CACHE_ALIAS].set(key, value, timeout=timeout)
+        return True
+
+    return _guard("set", key, False, run)
+
+
+def get(key: str, default: Any = None) -> Any:
+    """Return the value under ``key``, or ``default`` on a miss or when the cache is down."""
+    _check_key(key)
+    return _guard("get", key, default, lambda: caches[CACHE_ALIAS].get(key, default))
+
+
+def delete(key: str) -> bool:
+    """Delete ``key``; True when the cache answered (whether or not the key existed)."""
+    _check_key(key)
+
+    def run() -> bool:
+        caches[CACHE_ALIAS].delete(key)
+        return True
+
+    return _guard("delete", key, False, run)
+
+
+def set_json(key: str, obj: Any, ttl: float | dt.timedelta | None = None) -> bool:
+    """Store ``obj`` as JSON (Decimal as string, UUID, datetime, Pydantic models) for ``ttl`` seconds.
+
+    Raises:
+        ValidationError: when ``obj`` is not JSON-serialisable (a bug in the caller, not an outage).
+    """
+    _check_key(key)
+    _check_ttl(ttl, "ttl")
+    return set(key, dumps_json(obj), ex=ttl)
+
+
+def get_json(key: str, default: Any = None, *, model: type[M] | None = None) -> Any:
+    """Return the JSON value under ``key`` (validated into ``model`` when given), else ``default``.
+
+    A value that is not valid JSON (or not valid for ``model``) counts as a miss and is logged.
+    """
+    raw = get(key, _MISSING)
+    if raw is _MISSING or raw is None:
+        return default
+    try:
+        if model is not None:
+            return model.model_validate_json(raw)
+        return json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        logger.warning("Ignoring unreadable cached JSON under %s: %s", key, exc, extra={"cache_key": key})
+        return default
+
+
+def ping() -> None:
+    """Write and read back a short-lived probe key.
+
+    Raises:
+        ServiceUnavailableError: when the cache does not answer or answers wrongly.
+    """
+    cache = caches[CACHE_ALIAS]
+    probe = f"health:{time.time_ns()}"
+    try:
+        cache.set(probe, "ok", timeout=10)
+        value = cache.get(probe)
+        cache.delete(probe)
+    except _CACHE_ERRORS as exc:
+        raise ServiceUnavailableError(f"The cache is unreachable: {exc}", details={"service": "cache"}) from exc
+    if value != "ok":
+        raise ServiceUnavailableError("The cache did not return the value just written.", details={"service": "cache"})
+
+
+def health_check() -> bool:
+    """True when the cache stores and returns a value; False (with a warning) otherwise."""
+    try:
+        ping()
+    except ServiceUnavailableError as exc:
+        _warn("health_check", None, exc)
+        return False
+    return True
+
+
+async def aset(key: str, value: Any, ex: float | dt.timedelta | None = None) -> bool:
+    """Async twin of :func:`set`."""
+    return await sync_to_async(set, thread_sensitive=False)(key, value, ex)
+
+
+async def aget(key: str, default: Any = None) -> Any:
+    """Async twin of :func:`get`."""
+    return await sync_to_async(get, thread_sensitive=False)(key, default)
+
+
+async def adelete(key: str) -> bool:
+    """Async twin of :func:`delete`."""
+    return await sync_to_async(delete, thread_sensitive=False)(key)
+
+
+async def aset_json(key: str, obj: Any, ttl: float | dt.timedelta | None = None) -> bool:
+    """Async twin of :func:`set_json`."""
+    return await sync_to_async(set_json, thread_sensitive=False)(key, obj, ttl)
+
+
+async def aget_json(key: str, default: Any = None, *, model: type[M] | None = None) -> Any:
+    """Async twin of :func:`get_json`."""
+    return await sync_to_async(get_json, thread_sensitive=False)(key, default, model=model)
+
+
+async def ahealth_check() -> bool:
+    """Async twin of :func:`health_check`."""
+    return await sync_to_async(health_check, thread_sensitive=False)()

@@ -1,0 +1,53 @@
+"""File storage: four private buckets behind Django's storage API (local files or Supabase Storage).
+
+``from common.storage import upload_file`` etc. give the bucket facade; the
+backends are :class:`common.storage.local.LocalBucketStorage` and
+:class:`common.storage.supabase.SupabaseStorage`. Names load lazily (PEP 562), so
+``videogen/settings.py`` can import :mod:`common.storage.buckets` without loading Django parts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "BUCKETS": "common.storage.buckets",
+    "Bucket": "common.storage.buckets",
+    "detect_content_type": "common.storage.content_types",
+    "clean_object_path": "common.storage.paths",
+    "get_supabase_client": "common.storage.client",
+    **dict.fromkeys(
+        (
+            "adelete_file",
+            "adownload_file",
+            "aexists",
+            "aget_signed_url",
+            "alist_files",
+            "aupload_file",
+            "delete_file",
+            "download_file",
+            "exists",
+            "get_bucket_storage",
+            "get_signed_url",
+            "list_files",
+            "upload_file",
+        ),
+        "common.storage.facade",
+    ),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'common.storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
