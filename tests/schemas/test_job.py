@@ -65,7 +65,7 @@ def test_job_defaults():
         ("estimated_remaining", -5, "greater than or equal to 0"),
         ("budget_limit", "-1", "must not be negative"),
         ("total_cost", 1.5, "floats are inexact"),
-        ("created_at", dt.datetime(2026, 1, 1), "timezone"),  # noqa: DTZ001
+        ("created_at", dt.datetime(2026, 1, 1), "timezone"),
         ("completed_at", p.T0 - dt.timedelta(seconds=1), "must not be before created_at"),
         ("user_id", "bob", "UUID"),
     ],
