@@ -1,0 +1,194 @@
+"""Budget enforcement under real parallel workers: threads on SQLite and PostgreSQL, processes on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from common.errors import BudgetExceededError
+from common.models import HoldStatus, Job, JobCost, JobCostHold
+from common.services import costs
+from tests.services.costs_helpers import make_job, run_threads
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHARGE = Decimal("0.06")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def charge_loop(job_id, n: int, amount: Decimal = CHARGE, stage: str = "video_generation") -> int:
+    accepted = 0
+    for _ in range(n):
+        try:
+            costs.track_cost(job_id, stage, "svd", amount, enforce=True)
+            accepted += 1
+        except BudgetExceededError:
+            pass
+    return accepted
+
+
+def ledger_sum(job_id) -> Decimal:
+    return JobCost.objects.filter(job_id=job_id).aggregate(s=Sum("cost"))["s"] or Decimal(0)
+
+
+def test_sixteen_threads_never_overspend():
+    job = make_job("20.00")
+    accepted = run_threads(16, lambda i: charge_loop(job.id, 100))
+    job.refresh_from_db()
+    assert sum(accepted) == 333
+    assert job.total_cost == Decimal("19.98")
+    assert ledger_sum(job.id) == job.total_cost
+    assert JobCost.objects.filter(job_id=job.id).count() == 333
+
+
+def test_reservations_and_settlements_interleaved_never_exceed_limit():
+    job = make_job("5.00")
+    refused = []
+
+    def worker(i: int) -> int:
+        done = 0
+        for n in range(30):
+            try:
+                hold = costs.reserve(job.id, "video_generation", "svd", Decimal("0.20"))
+            except BudgetExceededError:
+                refused.append(i)
+                continue
+            if n % 3 == 0:
+                costs.release(hold)
+            else:
+                costs.settle(hold, Decimal("0.15") if n % 2 else Decimal("0.20"))
+                done += 1
+            # Plain enforced charges interleave with the holds.
+            try:
+                costs.track_cost(job.id, "composition", "gpt-4-turbo", Decimal("0.01"), enforce=True)
+            except BudgetExceededError:
+                refused.append(i)
+        return done
+
+    run_threads(8, worker)
+    job.refresh_from_db()
+    assert refused, "the budget should have run out"
+    assert job.total_cost <= Decimal("5.00")
+    assert ledger_sum(job.id) == job.total_cost
+    assert job.reserved_cost == Decimal(0)
+    assert not JobCostHold.objects.filter(job_id=job.id, status=HoldStatus.ACTIVE).exists()
+
+
+def test_racing_duplicate_idempotency_keys_charge_once():
+    job = make_job("20.00")
+    rows = run_threads(
+        12, lambda i: costs.track_cost(job.id, "video_generation", "svd", CHARGE, idempotency_key="clip-7").id
+    )
+    job.refresh_from_db()
+    assert len(set(rows)) == 1
+    assert job.total_cost == CHARGE
+    assert JobCost.objects.filter(job_id=job.id).count() == 1
+
+
+def test_threshold_warning_logged_once_under_concurrent_charges(caplog):
+    job = make_job("10.00")
+    with caplog.at_level(logging.WARNING, logger="common.costs"):
+        run_threads(8, lambda i: charge_loop(job.id, 25, Decimal("0.05")))
+    crossings = [r for r in caplog.records if getattr(r, "event", None) == "budget_threshold_crossed"]
+    assert len(crossings) == 1
+    assert crossings[0].job_id == str(job.id)
+    assert crossings[0].threshold == "0.80"
+    job.refresh_from_db()
+    assert job.total_cost == Decimal("10.00")
+
+
+PROCESS_SCRIPT = """
+import json, os, sys
+from decimal import Decimal
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
+django.setup()
+from django.conf import settings
+settings.DATABASES["default"]["NAME"] = os.environ["COSTS_TEST_DB"]
+from common.errors import BudgetExceededError
+from common.services import costs
+job_id, n = sys.argv[1], int(sys.argv[2])
+accepted = 0
+for _ in range(n):
+    try:
+        costs.track_cost(job_id, "video_generation", "svd", Decimal("0.06"), enforce=True)
+        accepted += 1
+    except BudgetExceededError:
+        pass
+print(json.dumps({"accepted": accepted}))
+"""
+
+
+@pytest.mark.postgres
+def test_four_processes_never_overspend():
+    job = make_job("20.00")
+    env = {**os.environ, "COSTS_TEST_DB": connection.settings_dict["NAME"]}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, str(job.id), "100"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    accepted = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        accepted += json.loads(out.strip().splitlines()[-1])["accepted"]
+    # 400 tries of 0.06 = 24.00 wanted; exactly 333 fit in 20.00.
+    job.refresh_from_db()
+    assert accepted == 333
+    assert job.total_cost == Decimal("19.98")
+    assert ledger_sum(job.id) == job.total_cost
+
+
+@pytest.mark.postgres
+def test_four_processes_with_sixteen_threads_in_all():
+    """Processes and threads together: 4 processes x 100 charges plus 4 local threads x 25."""
+    job = make_job("20.00")
+    env = {**os.environ, "COSTS_TEST_DB": connection.settings_dict["NAME"]}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, str(job.id), "100"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    # Threads in this process charge the same job while the processes run.
+    local = sum(run_threads(4, lambda i: charge_loop(job.id, 25)))
+    total = local
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        total += json.loads(out.strip().splitlines()[-1])["accepted"]
+    job.refresh_from_db()
+    assert total == 333
+    assert job.total_cost == Decimal("19.98")
+    assert ledger_sum(job.id) == job.total_cost
+    assert Job.objects.filter(id=job.id, reserved_cost=0).exists()
+
+
+def test_unique_job_ids_are_independent():
+    jobs = [make_job("1.00") for _ in range(4)]
+    accepted = run_threads(4, lambda i: charge_loop(jobs[i].id, 20, Decimal("0.10")))
+    assert accepted == [10, 10, 10, 10]
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.total_cost == Decimal("1.00")
