@@ -1,0 +1,187 @@
+"""Tests for common.checks: ``manage.py check`` reports the environment's problems as system check errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.checks import Error, Warning, run_checks
+from django.test import override_settings
+
+from common import checks, conf
+from common.conf import REQUIRED_OUTSIDE_DEVELOPMENT
+from tests.envtools import PRODUCTION_ENV, SECRET_VALUES, subprocess_env, use_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_LINE = re.compile(r"\((common\.[EW]\d{3})\) (.*)")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    conf.reset_settings_cache()
+    yield
+    conf.reset_settings_cache()
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py <args>`` in a child process with exactly the configuration ``env``."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=subprocess_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def common_messages(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str]]:
+    return CHECK_LINE.findall(result.stdout + result.stderr)
+
+
+def assert_no_secret(result: subprocess.CompletedProcess[str], *extra: str) -> None:
+    output = result.stdout + result.stderr
+    for secret in (*SECRET_VALUES, *extra):
+        assert secret not in output
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--deploy")], ids=["check", "check-deploy"])
+def test_production_with_nothing_set_fails_with_one_message_naming_every_variable(command: tuple[str, ...]) -> None:
+    result = manage(*command, env={"ENVIRONMENT": "production"})
+    assert result.returncode != 0
+    messages = common_messages(result)
+    assert messages == [
+        ("common.E001", "Missing required environment variables: " + ", ".join(REQUIRED_OUTSIDE_DEVELOPMENT) + "."),
+    ]
+    assert "Traceback" not in result.stderr
+    assert "HINT: Set them in the environment or in .env; see .env.example." in result.stderr
+
+
+@pytest.mark.parametrize("command", [("check",), ("check", "--deploy")], ids=["check", "check-deploy"])
+def test_short_jwt_secret_names_exactly_that_problem(command: tuple[str, ...]) -> None:
+    short = "short-jwt-secret-value-1234"
+    result = manage(*command, env={**PRODUCTION_ENV, "JWT_SECRET_KEY": short})
+    assert result.returncode != 0
+    assert common_messages(result) == [
+        ("common.E002", "JWT_SECRET_KEY must be at least 32 characters long (value not shown)."),
+    ]
+    assert_no_secret(result, short)
+
+
+def test_redis_http_url_names_exactly_that_problem() -> None:
+    result = manage("check", env={**PRODUCTION_ENV, "REDIS_URL": "http://x"})
+    assert result.returncode != 0
+    assert common_messages(result) == [
+        ("common.E002", "REDIS_URL has scheme 'http'; expected redis://, rediss:// or unix://."),
+    ]
+    assert_no_secret(result)
+
+
+def test_every_bad_value_is_one_e002_and_nothing_secret_is_printed() -> None:
+    bad = {
+        "DJANGO_SECRET_KEY": "short-django-secret-printed-never",
+        "SUPABASE_SERVICE_KEY": "service-secret-printed-never",
+        "OPENAI_API_KEY": "openai-secret-printed-never-0123456789",
+        "REPLICATE_API_TOKEN": "replicate-secret-printed-never",
+        "JWT_SECRET_KEY": "jwt-secret-printed-never",
+        "REDIS_URL": "http://:redis-secret-printed-never@cache:6379",
+    }
+    result = manage("check", "--deploy", env={**PRODUCTION_ENV, **bad, "LOG_LEVEL": "loud"})
+    assert result.returncode != 0
+    messages = common_messages(result)
+    assert [check_id for check_id, _ in messages] == ["common.E002"] * 7
+    named = sorted(text.split(" ", 1)[0] for _, text in messages)  # Django sorts messages by text
+    assert named == sorted(
+        [
+            "LOG_LEVEL",
+            "DJANGO_SECRET_KEY",
+            "REDIS_URL",
+            "SUPABASE_SERVICE_KEY",
+            "OPENAI_API_KEY",
+            "REPLICATE_API_TOKEN",
+            "JWT_SECRET_KEY",
+        ]
+    )
+    assert_no_secret(result, *bad.values(), "redis-secret-printed-never")
+
+
+def test_missing_and_invalid_together() -> None:
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k not in ("OPENAI_API_KEY", "SUPABASE_URL")}
+    result = manage("check", env={**env, "JWT_SECRET_KEY": "short"})
+    assert common_messages(result) == [
+        ("common.E001", "Missing required environment variables: SUPABASE_URL, OPENAI_API_KEY."),
+        ("common.E002", "JWT_SECRET_KEY must be at least 32 characters long (value not shown)."),
+    ]
+    assert result.returncode != 0
+    assert_no_secret(result)
+
+
+def test_valid_production_passes_check_and_prints_no_secret() -> None:
+    result = manage("check", "--deploy", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
+    assert common_messages(result) == []
+    assert_no_secret(result)
+
+
+def test_development_with_nothing_set_passes() -> None:
+    result = manage("check", env={})
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_debug_in_production_is_a_warning_not_an_error() -> None:
+    result = manage("check", env={**PRODUCTION_ENV, "DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
+    assert common_messages(result) == [("common.W001", "DEBUG is on with ENVIRONMENT=production.")]
+
+
+# --------------------------------------------------------------------------- direct calls
+
+
+def test_check_environment_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"ENVIRONMENT": "staging", "REDIS_URL": "http://x"})
+    messages = checks.check_environment()
+    assert [m.id for m in messages] == ["common.E001", "common.E002"]
+    assert all(isinstance(m, Error) for m in messages)
+    assert messages[0].msg.startswith("Missing required environment variables: DJANGO_SECRET_KEY, ALLOWED_HOSTS, ")
+    assert "REDIS_URL" not in messages[0].msg
+    assert messages[1].msg == "REDIS_URL has scheme 'http'; expected redis://, rediss:// or unix://."
+    assert messages[1].hint is None
+
+
+def test_check_environment_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, PRODUCTION_ENV)
+    assert checks.check_environment() == []
+    use_environment(monkeypatch, {})
+    assert checks.check_environment() == []  # debug is expected in development
+
+
+def test_check_environment_warns_about_debug_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {**PRODUCTION_ENV, "ENVIRONMENT": "staging", "DEBUG": "1"})
+    [message] = checks.check_environment()
+    assert isinstance(message, Warning)
+    assert message.id == checks.W001_DEBUG_OUTSIDE_DEVELOPMENT
+    assert message.msg == "DEBUG is on with ENVIRONMENT=staging."
+    assert message.hint == "Set DEBUG=false outside development."
+
+
+def test_check_app_settings_unknown_keys() -> None:
+    assert checks.check_app_settings() == []
+    with override_settings(VIDEOGEN_COMMON={"DEFAULT_JOB_BUDGTE": 1}):
+        [message] = checks.check_app_settings()
+    assert message.id == checks.E003_UNKNOWN_APP_SETTING
+    assert message.msg == "VIDEOGEN_COMMON has unknown keys: DEFAULT_JOB_BUDGTE."
+    assert "DEFAULT_JOB_BUDGET" in (message.hint or "")
+
+
+def test_checks_are_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"ENVIRONMENT": "production"})
+    ids = [m.id for m in run_checks(include_deployment_checks=True)]
+    assert "common.E001" in ids
+    with override_settings(VIDEOGEN_COMMON={"NOPE": 1}):
+        assert "common.E003" in [m.id for m in run_checks()]
