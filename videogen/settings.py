@@ -179,6 +179,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read-only job status and costs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The response bodies are Pydantic models, whose optional fields are `anyOf [..., {"type": "null"}]`: OAS 3.1.
+    "OAS_VERSION": "3.1.0",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "common.models.JobStatus.values",
+        "StageStatusEnum": "common.models.StageStatus.values",
+    },
 }
 
 # The app's own knobs; see common.conf.DEFAULTS for every key and its default.

@@ -137,6 +137,9 @@ def _pipeline_response(exc: PipelineError) -> Response:
 
 
 def _drf_code(exc: drf_exceptions.APIException) -> str:
+    if isinstance(exc, drf_exceptions.ValidationError):
+        # The same code as the pipeline's ValidationError; the fields are in details.
+        return ValidationError.default_code
     detail = exc.detail
     code = getattr(detail, "code", None) if isinstance(detail, str) else None
     return str(code or exc.default_code).upper()

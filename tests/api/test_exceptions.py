@@ -161,7 +161,7 @@ def test_throttled_has_retry_after():
 def test_drf_validation_error_with_fields():
     response = handle(drf.ValidationError({"status": ["Unknown status 'x'."]}))
     assert response.status_code == 400
-    assert response.data["code"] == "INVALID"
+    assert response.data["code"] == "VALIDATION_ERROR"
     assert response.data["details"] == {"fields": {"status": ["Unknown status 'x'."]}}
 
 

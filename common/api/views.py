@@ -1,0 +1,201 @@
+"""Read-only API views: the caller's jobs, one job with its stages, and a job's costs.
+
+Owner scoping happens in the queryset (:func:`visible_jobs`), not in an object
+permission: a job the caller may not see is never loaded, so another user's
+job, a job that does not exist and a malformed id all answer the same 404.
+Bodies are the Pydantic contract payloads dumped to JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.urls import Resolver404, resolve
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.api.authentication import SupabaseUser
+from common.api.exceptions import json_not_found
+from common.api.pagination import JobCursorPagination
+from common.api.permissions import IsJobReader, is_staff_caller
+from common.api.schemas import ErrorResponse, JobCostsResponse, JobDetailResponse, JobPageResponse, dump
+from common.models import Job, JobStatus
+from common.schemas import Job as JobSchema
+from common.schemas import JobStage as JobStageSchema
+from common.selectors import job_stages
+
+__all__ = [
+    "JobCostsView",
+    "JobDetailView",
+    "JobListView",
+    "SupabaseJWTScheme",
+    "api_not_found",
+    "parse_status_filter",
+    "visible_jobs",
+]
+
+_UUID_LENGTH = 36
+
+
+def visible_jobs(user: Any) -> QuerySet[Job]:
+    """The jobs ``user`` may read: all for active staff, their own for a Supabase user, else none."""
+    if is_staff_caller(user):
+        return Job.objects.all()
+    if isinstance(user, SupabaseUser):
+        return Job.objects.filter(user_id=user.id)
+    return Job.objects.none()
+
+
+def parse_status_filter(raw: list[str]) -> list[str]:
+    """Turn ``?status=a,b&status=c`` into a list of known job statuses.
+
+    Raises:
+        ValidationError: (400) an unknown status; the message lists the valid ones.
+    """
+    values = [part.strip() for item in raw for part in item.split(",") if part.strip()]
+    unknown = [v for v in values if v not in JobStatus.values]
+    if unknown:
+        # The bad value is not echoed back: the message names what is accepted.
+        raise exceptions.ValidationError(
+            {"status": [f"Unknown job status; expected one or more of: {', '.join(JobStatus.values)}."]}
+        )
+    return list(dict.fromkeys(values))
+
+
+def _job_or_404(request: Request, job_id: str) -> Job:
+    """The job ``job_id`` if the caller may read it; otherwise the same 404 whatever the reason."""
+    try:
+        pk = UUID(job_id) if len(job_id) == _UUID_LENGTH else None
+    except ValueError:
+        pk = None
+    job = visible_jobs(request.user).filter(pk=pk).first() if pk is not None else None
+    if job is None:
+        raise exceptions.NotFound()
+    return job
+
+
+_ERRORS = {
+    401: OpenApiResponse(ErrorResponse, description="No valid credentials (see `code` for why)"),
+    403: OpenApiResponse(ErrorResponse, description="Signed in, but not a user or staff account"),
+    429: OpenApiResponse(ErrorResponse, description="Too many requests; see Retry-After"),
+}
+_NOT_FOUND = {404: OpenApiResponse(ErrorResponse, description="No such job, or not yours (indistinguishable)")}
+
+
+class _ReadOnlyJobView(APIView):
+    permission_classes = (IsJobReader,)
+    http_method_names = ["get", "head", "options"]
+
+
+class JobListView(_ReadOnlyJobView):
+    """The caller's jobs, newest first (staff: everyone's), cursor-paginated, filterable by status."""
+
+    pagination_class = JobCursorPagination
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List jobs",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                description=f"Only jobs with this status; comma-separated or repeated. One of: "
+                f"{', '.join(JobStatus.values)}",
+            ),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor from `next`/`previous`"),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 100 (default 20)"),
+        ],
+        responses={
+            200: JobPageResponse,
+            400: OpenApiResponse(ErrorResponse, description="Bad status, cursor or page size"),
+            **_ERRORS,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        """List the jobs visible to the caller."""
+        queryset = visible_jobs(request.user)
+        statuses = parse_status_filter(request.query_params.getlist("status"))
+        if statuses:
+            queryset = queryset.filter(status__in=statuses)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, view=self) or []
+        body = JobPageResponse(
+            next=paginator.get_next_link(),
+            previous=paginator.get_previous_link(),
+            results=[JobSchema.model_validate(job) for job in page],
+        )
+        return Response(dump(body))
+
+
+class JobDetailView(_ReadOnlyJobView):
+    """One job: status, progress, current stage, estimated remaining, error, video URL and stages."""
+
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="Get a job",
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: JobDetailResponse, **_NOT_FOUND, **_ERRORS},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        """Return the job with its stages."""
+        job = _job_or_404(request, job_id)
+        base = JobSchema.model_validate(job)
+        stages = [JobStageSchema.model_validate(stage) for stage in job_stages(job_id=job.pk)]
+        body = JobDetailResponse(**dict(base), stages=stages)
+        return Response(dump(body))
+
+
+class JobCostsView(_ReadOnlyJobView):
+    """A job's costs: total, budget, remaining, reserved, and the breakdown by stage and by API."""
+
+    @extend_schema(
+        operation_id="jobs_costs_retrieve",
+        summary="Get a job's costs",
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: JobCostsResponse, **_NOT_FOUND, **_ERRORS},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        """Return the job's cost summary."""
+        from common.services.costs import job_cost_summary  # the ledger service (issue 4)
+
+        job = _job_or_404(request, job_id)
+        body = JobCostsResponse.model_validate(job_cost_summary(job.pk))
+        return Response(dump(body))
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """JSON 404 for ``/api/`` paths that match no route (after the usual missing-slash redirect)."""
+    path = request.path_info
+    if settings.APPEND_SLASH and not path.endswith("/") and request.method in ("GET", "HEAD"):
+        try:
+            match = resolve(path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return json_not_found(request)
+
+
+class SupabaseJWTScheme(OpenApiAuthenticationExtension):
+    """OpenAPI security scheme of :class:`~common.api.authentication.SupabaseJWTAuthentication`."""
+
+    target_class = "common.api.authentication.SupabaseJWTAuthentication"
+    name = "supabaseJWT"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        """HTTP bearer with a JWT (a Supabase Auth access token)."""
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A Supabase Auth access token (HS256, audience `authenticated`).",
+        }
