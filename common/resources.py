@@ -154,6 +154,8 @@ class ResourceManager:
         self._thread: threading.Thread | None = None
         self._thread_stop = threading.Event()
         self.last_sample: SystemResources | None = None
+        self.samples_taken = 0
+        self.cleanups_run = 0
         self.last_cleanup: CleanupStats | None = None
         self.last_eviction: CacheEvictionStats | None = None
 
@@ -573,6 +575,7 @@ class ResourceManager:
             logger.warning("resource sample failed: %s", exc, extra={"event": "resource_sample_failed"})
             return None
         self.last_sample = sample
+        self.samples_taken += 1
         self.check_thresholds(sample)
         return sample
 
@@ -588,6 +591,7 @@ class ResourceManager:
                 result["cache"] = self.enforce_cache_limit(record=False, stop=stop).to_dict()
             except Exception as exc:  # same
                 logger.exception("cache cap failed", extra={"event": "cache_cap_failed", "error": str(exc)})
+        self.cleanups_run += 1
         return result
 
     # ---- asyncio background tasks

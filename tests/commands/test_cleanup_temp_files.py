@@ -1,0 +1,143 @@
+"""``manage.py cleanup_temp_files`` in all its modes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError
+from django.test import override_settings
+
+from common.models import Job, JobStatus
+from common.resources import resource_manager
+
+OLD = time.time() - 48 * 3600
+
+
+class TTY(io.StringIO):
+    """A StringIO that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def roots(tmp_path: Path):
+    temp_root, cache_root = tmp_path / "temp", tmp_path / "cache"
+    temp_root.mkdir()
+    cache_root.mkdir()
+    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root}):
+        yield temp_root, cache_root
+
+
+def write(path: Path, size: int, mtime: float = OLD) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def run(*args: str, stderr: io.StringIO | None = None) -> tuple[str, str]:
+    out, err = io.StringIO(), stderr or io.StringIO()
+    call_command("cleanup_temp_files", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.django_db
+def test_removes_old_files_and_keeps_live_jobs(roots) -> None:
+    temp_root, _ = roots
+    live = Job.objects.create(user_id=uuid.uuid4(), status=JobStatus.PROCESSING, audio_url="a", user_prompt="p")
+    kept = write(temp_root / "jobs" / str(live.id) / "clip.mp4", 10)
+    old = write(temp_root / "old.bin", 2048)
+    recent = write(temp_root / "recent.bin", 1, time.time())
+    out, _ = run()
+    assert not old.exists()
+    assert kept.exists()
+    assert recent.exists()
+    assert f"removed file {old} (2.0 KiB)" in out
+    assert "removed 1 files and 0 directories older than 24 h, 2.0 KiB" in out
+    assert "kept 1 live job workspaces" in out
+
+
+def test_dry_run_removes_nothing(roots) -> None:
+    temp_root, _ = roots
+    old = write(temp_root / "users" / "u" / "old.bin", 5)
+    os.utime(old.parent, (OLD, OLD))
+    os.utime(old.parent.parent, (OLD, OLD))
+    out, _ = run("--dry-run")
+    assert old.exists()
+    assert f"would remove file {old} (5 B)" in out
+    assert f"would remove dir {old.parent}" in out
+    assert out.strip().splitlines()[-1].startswith("[dry run]")
+
+
+def test_older_than_and_json(roots) -> None:
+    temp_root, _ = roots
+    two_hours = write(temp_root / "two.bin", 3, time.time() - 2 * 3600)
+    data = json.loads(run("--older-than", "3", "--json")[0])
+    assert data["temp"]["files_removed"] == 0
+    assert two_hours.exists()
+    data = json.loads(run("--older-than", "1.5", "--json")[0])
+    assert data["temp"]["files_removed"] == 1
+    assert data["temp"]["bytes_freed"] == 3
+    assert data["temp"]["max_age_hours"] == 1.5
+    assert data["temp"]["errors"] == 0
+    assert data["temp"]["removed"] == [{"path": str(two_hours), "kind": "file", "bytes": 3}]
+    assert "cache" not in data
+
+
+def test_cache_option(roots) -> None:
+    temp_root, cache_root = roots
+    for i in range(3):
+        write(cache_root / f"c{i}", 1000, OLD + i)
+    with override_settings(
+        VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root, "CACHE_DIR_MAX_BYTES": 1500}
+    ):
+        data = json.loads(run("--cache", "--json", "--dry-run")[0])
+        assert data["cache"]["files_evicted"] == 2
+        assert (cache_root / "c0").exists()
+        out, _ = run("--cache")
+    assert f"evicted {cache_root / 'c0'} (1000 B)" in out
+    assert "1000 B of the 1.5 KiB cap in use" in out
+    assert sorted(p.name for p in cache_root.iterdir()) == ["c2"]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "nan", "inf", ""])
+def test_bad_older_than_is_a_clear_error(roots, bad: str) -> None:
+    with pytest.raises(CommandError, match="--older-than"):
+        run("--older-than", bad)
+
+
+def test_progress_is_shown_on_a_terminal_only(roots) -> None:
+    temp_root, _ = roots
+    for i in range(450):
+        write(temp_root / "many" / f"f{i:03}", 1)
+    tty = TTY()
+    out, err = run("--dry-run", stderr=tty)
+    assert "\rscanned 200 entries" in err
+    assert "\rscanned 400 entries" in err
+    assert "would remove 450 files" in out
+    _, plain = run("--dry-run")
+    assert "scanned" not in plain
+
+
+def test_failures_are_listed_and_make_the_command_fail(roots, monkeypatch) -> None:
+    temp_root, _ = roots
+
+    def down():
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(resource_manager, "_live_job_ids", down)
+    kept = write(temp_root / "jobs" / str(uuid.uuid4()) / "clip.mp4", 1)
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 entries could not be removed"):
+        call_command("cleanup_temp_files", stdout=io.StringIO(), stderr=err)
+    assert "job workspaces kept" in err.getvalue()
+    assert kept.exists()

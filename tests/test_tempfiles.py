@@ -1,0 +1,448 @@
+"""Temp files and workspaces: layout, cleanup on every exit path, id safety, concurrency, bulk cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from common import tempfiles
+from common.errors import ResourceError, ValidationError
+from common.tempfiles import TempFileManager, is_path_in_use, prune_tree, temp_file_manager
+
+OLD = time.time() - 48 * 3600
+
+
+@pytest.fixture
+def root(tmp_path: Path):
+    """A managed temp root (and cache dir) under tmp_path, via the app settings."""
+    temp_root = tmp_path / "temp"
+    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": tmp_path / "cache"}):
+        yield temp_root
+    assert temp_file_manager.active_paths() == []
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if not p.is_dir())
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_temp_file_lives_under_the_root_and_is_removed(root: Path) -> None:
+    with temp_file_manager.temp_file(".mp4") as path:
+        assert path.parent == root
+        assert path.name.endswith(".mp4")
+        assert path.is_file()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert temp_file_manager.is_in_use(path)
+        path.write_bytes(b"frame")
+    assert not path.exists()
+    assert not is_path_in_use(path)
+
+
+def test_user_and_job_workspaces(root: Path) -> None:
+    with temp_file_manager.temp_file(".wav", user_id=42) as user_file:
+        assert user_file.parent == root / "users" / "42"
+    with temp_file_manager.temp_directory("render_", job_id="job-1") as job_dir:
+        assert job_dir.parent == root / "jobs" / "job-1"
+        assert job_dir.name.startswith("render_")
+        assert stat.S_IMODE(job_dir.stat().st_mode) == 0o700
+    # A job workspace wins over the user's: the job's status is what protects it.
+    with temp_file_manager.temp_file(user_id="7", job_id="job-2", prefix="clip_") as both:
+        assert both.parent == root / "jobs" / "job-2"
+        assert both.name.startswith("clip_")
+    assert not user_file.exists()
+    assert not job_dir.exists()
+    assert not both.exists()
+
+
+def test_get_workspace_directories_create_private_dirs(root: Path) -> None:
+    user_dir = temp_file_manager.get_user_temp_directory("u-1")
+    job_dir = temp_file_manager.get_job_temp_directory("2b1f8e8e-6a43-4c8e-9d1e-0d5f1b7c9a10")
+    assert user_dir == root / "users" / "u-1"
+    assert job_dir == root / "jobs" / "2b1f8e8e-6a43-4c8e-9d1e-0d5f1b7c9a10"
+    assert user_dir.is_dir()
+    assert job_dir.is_dir()
+    assert stat.S_IMODE(user_dir.stat().st_mode) == 0o700
+    # Idempotent.
+    assert temp_file_manager.get_user_temp_directory("u-1") == user_dir
+
+
+def test_root_follows_settings_and_explicit_root(tmp_path: Path) -> None:
+    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": tmp_path / "a"}):
+        assert temp_file_manager.root == tmp_path / "a"
+    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": tmp_path / "b"}):
+        assert temp_file_manager.root == tmp_path / "b"
+    own = TempFileManager(root=tmp_path / "own")
+    with own.temp_file() as path:
+        assert path.parent == tmp_path / "own"
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "bad", ["..", ".", "", "a/b", "/etc", "a\\b", "x\x00y", "../../etc", "a" * 129, None, True, 1.5, b"raw"]
+)
+def test_ids_that_could_escape_the_root_are_refused(root: Path, bad: object) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        temp_file_manager.get_user_temp_directory(bad)
+    assert excinfo.value.details["field"] == "user_id"
+    with pytest.raises(ValidationError):
+        temp_file_manager.temp_directory(job_id=bad) if bad is not None else temp_file_manager.job_directory_path(bad)
+    with pytest.raises(ValidationError):
+        temp_file_manager.cleanup_job_temp_files(bad)
+    assert not (root / "users").exists() or list((root / "users").iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["/../../evil", "a/b", "x\\y", "nul\x00"])
+def test_suffix_and_prefix_cannot_carry_separators(root: Path, bad: str) -> None:
+    with pytest.raises(ValidationError):
+        temp_file_manager.temp_file(suffix=bad)
+    with pytest.raises(ValidationError):
+        temp_file_manager.temp_directory(prefix=bad)
+
+
+def test_a_context_can_only_be_entered_once(root: Path) -> None:
+    ctx = temp_file_manager.temp_file()
+    with ctx as path, pytest.raises(RuntimeError), ctx:
+        pass
+    assert not path.exists()
+
+
+# --------------------------------------------------------------------------- cleanup on every exit path
+
+
+def fail_inside_file(seen: list[Path]) -> None:
+    with temp_file_manager.temp_file(user_id="u") as path:
+        seen.append(path)
+        path.write_bytes(b"x")
+        raise ZeroDivisionError
+
+
+def fail_inside_directory(seen: list[Path]) -> None:
+    with temp_file_manager.temp_directory(job_id="j") as directory:
+        seen.append(directory)
+        (directory / "nested").mkdir()
+        (directory / "nested" / "frame.png").write_bytes(b"x" * 100)
+        raise ZeroDivisionError
+
+
+def test_sync_contexts_clean_up_on_error(root: Path) -> None:
+    seen: list[Path] = []
+    with pytest.raises(ZeroDivisionError):
+        fail_inside_file(seen)
+    with pytest.raises(ZeroDivisionError):
+        fail_inside_directory(seen)
+    assert len(seen) == 2
+    assert not any(p.exists() for p in seen)
+    assert files_under(root) == []
+
+
+async def test_async_contexts_clean_up(root: Path) -> None:
+    async with temp_file_manager.temp_file(".mp3", user_id="u") as path:
+        path.write_bytes(b"audio")
+        assert is_path_in_use(path)
+    async with temp_file_manager.temp_directory("work_", job_id="j") as directory:
+        (directory / "a").write_bytes(b"1")
+        assert is_path_in_use(directory / "a")
+    assert not path.exists()
+    assert not directory.exists()
+    seen: list[Path] = []
+
+    async def fail() -> None:
+        async with temp_file_manager.temp_directory() as failing:
+            seen.append(failing)
+            (failing / "b").write_bytes(b"2")
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        await fail()
+    assert not seen[0].exists()
+    assert temp_file_manager.active_paths() == []
+
+
+async def test_cancellation_removes_the_workspace(root: Path) -> None:
+    ready = asyncio.Event()
+    seen: list[Path] = []
+
+    async def worker() -> None:
+        async with temp_file_manager.temp_directory(job_id="cancelled") as directory:
+            seen.append(directory)
+            for i in range(50):
+                (directory / f"frame{i}.png").write_bytes(b"x" * 1000)
+            async with temp_file_manager.temp_file(job_id="cancelled") as single:
+                seen.append(single)
+                ready.set()
+                await asyncio.Event().wait()  # blocks until cancelled
+
+    task = asyncio.create_task(worker())
+    await ready.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert all(not p.exists() for p in seen)
+    assert temp_file_manager.active_paths() == []
+
+
+async def test_cleanup_completes_even_when_cancelled_again_during_it(root: Path) -> None:
+    ready = asyncio.Event()
+    holder: list[Path] = []
+
+    async def worker() -> None:
+        async with temp_file_manager.temp_directory() as directory:
+            holder.append(directory)
+            for i in range(200):
+                (directory / f"f{i}").write_bytes(b"x")
+            ready.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(worker())
+    await ready.wait()
+    task.cancel()
+    await asyncio.sleep(0)  # the task is now in __aexit__, waiting for the removal thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not holder[0].exists()
+    assert temp_file_manager.active_paths() == []
+
+
+def test_caller_may_remove_or_move_the_path_itself(root: Path, tmp_path: Path) -> None:
+    with temp_file_manager.temp_file() as path:
+        path.rename(tmp_path / "kept.bin")
+    with temp_file_manager.temp_directory() as directory:
+        directory.rmdir()
+    assert (tmp_path / "kept.bin").exists()
+    assert temp_file_manager.active_paths() == []
+
+
+def test_creation_retries_when_cleanup_removed_the_workspace_meanwhile(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tempfile.mkstemp
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise FileNotFoundError("workspace vanished")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", flaky)
+    with temp_file_manager.temp_file(user_id="racy") as path:
+        assert path.exists()
+    assert calls["n"] == 2
+
+    def always_missing(*args, **kwargs):
+        raise FileNotFoundError("gone")
+
+    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", always_missing)
+    with pytest.raises(FileNotFoundError), temp_file_manager.temp_file(user_id="racy"):
+        pass
+
+
+def test_removal_failure_is_logged_not_raised(
+    root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with temp_file_manager.temp_file() as path:
+        monkeypatch.setattr(Path, "unlink", refuse)
+    monkeypatch.undo()
+    assert any(getattr(r, "event", None) == "temp_cleanup_failed" for r in caplog.records)
+    assert temp_file_manager.active_paths() == []
+    path.unlink()
+
+
+# --------------------------------------------------------------------------- disk check
+
+
+def test_min_free_bytes_refuses_a_workspace_that_would_not_fit(root: Path) -> None:
+    free = os.statvfs(tmp := root.parent).f_bavail * os.statvfs(tmp).f_frsize
+    with (
+        pytest.raises(ResourceError) as excinfo,
+        temp_file_manager.temp_directory(job_id="big", min_free_bytes=free + 10**15),
+    ):
+        pass
+    assert excinfo.value.details["resource"] == "disk"
+    assert excinfo.value.details["required_bytes"] == free + 10**15
+    assert list((root / "jobs" / "big").iterdir()) == []
+    with temp_file_manager.temp_file(".mp4", job_id="big", min_free_bytes=1) as path:
+        assert path.exists()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_threads_share_the_manager_safely(root: Path) -> None:
+    threads_n, rounds = 16, 25
+    barrier = threading.Barrier(threads_n)
+    paths: list[Path] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            for r in range(rounds):
+                if r % 2:
+                    ctx = temp_file_manager.temp_file(".bin", user_id=f"user{i % 4}")
+                else:
+                    ctx = temp_file_manager.temp_directory(job_id=f"job{i % 3}")
+                with ctx as path:
+                    target = path if path.is_file() else path / "data"
+                    target.write_bytes(f"{i}-{r}".encode())
+                    assert target.read_bytes() == f"{i}-{r}".encode()
+                    assert is_path_in_use(target)
+                    with lock:
+                        paths.append(path)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads_n)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert errors == []
+    assert len(paths) == threads_n * rounds
+    assert len(set(paths)) == threads_n * rounds
+    assert files_under(root) == []
+    assert temp_file_manager.active_paths() == []
+
+
+async def test_asyncio_tasks_share_the_manager_safely(root: Path) -> None:
+    async def work(i: int) -> Path:
+        async with temp_file_manager.temp_directory(job_id=f"job{i % 5}") as directory:
+            (directory / "out.mp4").write_bytes(str(i).encode())
+            await asyncio.sleep(0)
+            async with temp_file_manager.temp_file(user_id=f"u{i % 3}") as file:
+                file.write_bytes(b"x")
+                await asyncio.sleep(0)
+                assert (directory / "out.mp4").read_bytes() == str(i).encode()
+            return directory
+
+    results = await asyncio.gather(*(work(i) for i in range(60)))
+    assert len(set(results)) == 60
+    assert files_under(root) == []
+    assert temp_file_manager.active_paths() == []
+
+
+# --------------------------------------------------------------------------- bulk cleanup
+
+
+def test_cleanup_user_temp_files_spares_paths_in_use(root: Path) -> None:
+    user_dir = temp_file_manager.get_user_temp_directory("u1")
+    (user_dir / "a.bin").write_bytes(b"1234")
+    (user_dir / "sub").mkdir()
+    (user_dir / "sub" / "b.bin").write_bytes(b"56")
+    other = temp_file_manager.get_user_temp_directory("u2")
+    (other / "keep.bin").write_bytes(b"x")
+    with temp_file_manager.temp_file(user_id="u1") as held:
+        stats = temp_file_manager.cleanup_user_temp_files("u1")
+        assert held.exists()
+        assert stats.files_removed == 2
+        assert stats.dirs_removed == 1  # sub; the workspace itself still holds the open file
+        assert stats.bytes_freed == 6
+        assert stats.skipped_in_use == 1
+    stats = temp_file_manager.cleanup_user_temp_files("u1")
+    assert stats.dirs_removed == 1
+    assert not user_dir.exists()
+    assert (other / "keep.bin").exists()
+
+
+async def test_async_job_cleanup_and_dry_run(root: Path) -> None:
+    job_dir = temp_file_manager.get_job_temp_directory("j9")
+    (job_dir / "clip.mp4").write_bytes(b"x" * 10)
+    dry = await temp_file_manager.acleanup_job_temp_files("j9", dry_run=True)
+    assert (dry.files_removed, dry.dirs_removed, dry.bytes_freed, dry.dry_run) == (1, 1, 10, True)
+    assert (job_dir / "clip.mp4").exists()
+    real = await temp_file_manager.acleanup_job_temp_files("j9")
+    assert (real.files_removed, real.dirs_removed, real.bytes_freed) == (1, 1, 10)
+    assert not job_dir.exists()
+    again = await temp_file_manager.acleanup_user_temp_files("nobody")
+    assert again.to_dict()["errors"] == 0
+    assert again.files_removed == 0
+
+
+def test_prune_tree_never_follows_symlinks(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    workspace = temp_file_manager.get_user_temp_directory("u")
+    (workspace / "link_to_dir").symlink_to(outside, target_is_directory=True)
+    (workspace / "link_to_file").symlink_to(outside / "precious.txt")
+    (workspace / "dangling").symlink_to(tmp_path / "nowhere")
+    stats = temp_file_manager.cleanup_user_temp_files("u")
+    assert stats.files_removed == 3
+    assert {item["kind"] for item in stats.removed if item["kind"] != "dir"} == {"link"}
+    assert (outside / "precious.txt").read_text() == "keep me"
+    assert not workspace.exists()
+
+
+def test_prune_tree_stop_and_missing_root(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    for i in range(5):
+        (tmp_path / "t" / f"f{i}").write_bytes(b"x")
+    stop = threading.Event()
+    stop.set()
+    stats = prune_tree(tmp_path / "t", max_age_hours=None, stop=stop, include_root=True)
+    assert stats.interrupted
+    assert stats.files_removed == 0
+    assert len(list((tmp_path / "t").iterdir())) == 5
+    missing = prune_tree(tmp_path / "missing", max_age_hours=0)
+    assert missing.scanned == 0
+    assert missing.errors == 0
+    not_a_dir = prune_tree(tmp_path / "t" / "f0", max_age_hours=0)
+    assert not_a_dir.errors == 1
+
+
+def test_is_path_in_use_covers_contents_of_open_directories(root: Path) -> None:
+    with temp_file_manager.temp_directory() as directory:
+        assert is_path_in_use(directory / "deep" / "file")
+        assert not is_path_in_use(str(directory) + "-sibling")
+        assert not is_path_in_use(directory.parent)
+    assert not is_path_in_use(directory / "deep" / "file")
+
+
+def test_old_and_new_files_by_age(root: Path) -> None:
+    workspace = temp_file_manager.get_user_temp_directory("aged")
+    old_file = workspace / "old.bin"
+    new_file = workspace / "new.bin"
+    old_file.write_bytes(b"o")
+    new_file.write_bytes(b"n")
+    os.utime(old_file, (OLD, OLD))
+    stats = prune_tree(root, max_age_hours=24)
+    assert not old_file.exists()
+    assert new_file.exists()
+    assert stats.files_removed == 1
+    assert stats.skipped_recent >= 1
+
+
+def test_prune_records_failures_and_keeps_going(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = temp_file_manager.get_user_temp_directory("stuck")
+    for name in ("a", "b"):
+        (workspace / name).write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def refuse_a(path, *args, **kwargs):
+        if os.fspath(path) == "a":
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(tempfiles.os, "unlink", refuse_a)
+    stats = temp_file_manager.cleanup_user_temp_files("stuck")
+    monkeypatch.undo()
+    assert stats.failures == [{"path": str(workspace / "a"), "error": "Permission denied"}]
+    assert stats.files_removed == 1
+    assert (workspace / "a").exists()
+    assert not (workspace / "b").exists()
+    assert workspace.exists()  # not empty, so kept
