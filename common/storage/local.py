@@ -89,7 +89,11 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         full = os.path.join(self.location, prefix) if prefix else self.location
         if not os.path.isdir(full):
             return [], []
-        return super().listdir(prefix)
+        dirs, files = [], []
+        with os.scandir(full) as entries:
+            for entry in entries:
+                (dirs if entry.is_dir() else files).append(entry.name)
+        return sorted(dirs), sorted(files)
 
     def _save(self, name: str, content: File[Any]) -> str:
         data = content_bytes(content)
@@ -139,8 +143,12 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         return self.signed_url(clean_object_path(name), expire or int(app_settings.SIGNED_URL_EXPIRES_IN))
 
     def signed_url(self, name: str, expires_in: int) -> str:
-        """Return ``/storage/<bucket>/<path>?token=...``, served by ``common.storage.views.signed_download``."""
-        clean_object_path(name)
+        """Return ``/storage/<bucket>/<path>?token=...``, served by ``common.storage.views.signed_download``.
+
+        Raises ``FileNotFoundError`` for a missing file, as Supabase does.
+        """
+        if not os.path.isfile(self.path(name)):
+            raise FileNotFoundError(f"{self.bucket_name}/{name} does not exist")
         token = make_signed_token(self.bucket_name, name, expires_in)
         base = reverse("common:storage-signed-download", kwargs={"bucket": self.bucket_name, "path": name})
         return f"{base}?{urlencode({'token': token})}"

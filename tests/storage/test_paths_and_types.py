@@ -1,0 +1,106 @@
+"""Object path checks and content-type detection."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common import errors
+from common.storage.content_types import detect_content_type, normalize_content_type, sniff_content_type
+from common.storage.paths import clean_object_path, clean_prefix
+from tests.storage import samples
+from tests.storage.test_contract import BAD_PATHS
+
+
+@pytest.mark.parametrize(
+    "path", ["a.mp3", "user/job/file.mp3", "job_1/clip-0.mp4", "ünïcode/ファイル.png", "a b/c.png"]
+)
+def test_good_paths(path: str) -> None:
+    assert clean_object_path(path) == path
+
+
+@pytest.mark.parametrize("path", [*BAD_PATHS, None, 42, b"bytes.mp3", " lead/x", "trail /x"])
+def test_bad_paths(path: object) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        clean_object_path(path)
+    assert caught.value.code == "INVALID_PATH"
+    assert "Invalid object path" in caught.value.message
+
+
+def test_prefix() -> None:
+    assert clean_prefix("") == ""
+    assert clean_prefix(None) == ""
+    assert clean_prefix("job/") == "job"
+    with pytest.raises(errors.ValidationError):
+        clean_prefix("../job")
+
+
+@given(st.text())
+def test_accepted_paths_are_safe(path: str) -> None:
+    try:
+        clean_object_path(path)
+    except errors.ValidationError:
+        return
+    segments = path.split("/")
+    assert not path.startswith("/")
+    assert ".." not in segments
+    assert "." not in segments
+    assert "" not in segments
+    assert "\\" not in path
+    assert all(ord(c) >= 32 and ord(c) != 127 for c in path)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (samples.MP3, "audio/mpeg"),
+        (samples.MP3_FRAME, "audio/mpeg"),
+        (samples.WAV, "audio/wav"),
+        (samples.FLAC, "audio/flac"),
+        (samples.OGG, "audio/ogg"),
+        (samples.PNG, "image/png"),
+        (samples.JPEG, "image/jpeg"),
+        (samples.WEBP, "image/webp"),
+        (samples.GIF, "image/gif"),
+        (samples.MP4, "video/mp4"),
+        (samples.MOV, "video/quicktime"),
+        (samples.WEBM, "video/webm"),
+        (samples.MKV, "video/x-matroska"),
+        (samples.JSON, "application/json"),
+        (b"%PDF-1.7\n", "application/pdf"),
+        (b"\x00\x00\x00\x18ftypM4A ", "audio/mp4"),
+        (b"RIFF\x00\x00\x00\x00AVI LIST", "video/x-msvideo"),
+    ],
+)
+def test_sniffing(data: bytes, expected: str) -> None:
+    assert sniff_content_type(data) == expected
+    assert detect_content_type(data, "misleading.txt") == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("song.MP3", "audio/mpeg"),
+        ("a.flac", "audio/flac"),
+        ("clip.mov", "video/quicktime"),
+        ("data.json", "application/json"),
+        ("page.html", "text/html"),
+        ("noext", "application/octet-stream"),
+        (None, "application/octet-stream"),
+    ],
+)
+def test_extension_fallback(name: str | None, expected: str) -> None:
+    assert detect_content_type(b"\x00\x01 unknown bytes", name) == expected
+
+
+def test_not_json_and_not_aac() -> None:
+    assert sniff_content_type(b"{not json") is None
+    assert sniff_content_type(b"\xff\xf1\x50\x80") is None  # AAC ADTS, not MP3
+
+
+def test_normalize() -> None:
+    assert normalize_content_type("Audio/MP3; charset=binary") == "audio/mpeg"
+    assert normalize_content_type("image/jpg") == "image/jpeg"
+    assert normalize_content_type("audio/x-wav") == "audio/wav"
+    assert normalize_content_type("video/mp4") == "video/mp4"
