@@ -33,11 +33,6 @@ _LAZY: dict[str, str] = {
     "job_context": "common.log",
     "set_job_id": "common.log",
     "retry_with_backoff": "common.retry",
-    # resources and temp files
-    "resource_manager": "common.resources",
-    "ResourceManager": "common.resources",
-    "temp_file_manager": "common.tempfiles",
-    "TempFileManager": "common.tempfiles",
     # storage (bucket facade; backends in common.storage.local / common.storage.supabase)
     "upload_file": "common.storage.facade",
     "download_file": "common.storage.facade",
