@@ -3,8 +3,8 @@
 Use :func:`get_logger` and log as usual; wrap a job's work in
 :func:`job_context` (or call :func:`set_job_id`) and every record logged inside
 it, in this task or thread, carries ``job_id`` and ``stage``. The context lives
-in :mod:`contextvars`, so it follows asyncio tasks; :func:`run_in_context` /
-:func:`wrap_with_context` carry it into thread pools.
+in :mod:`contextvars`, so it follows asyncio tasks (and ``asyncio.to_thread``);
+:func:`submit_in_context` / :func:`wrap_with_context` carry it into thread pools.
 
 ``videogen/settings.py`` installs :class:`JsonFormatter` through ``LOGGING``.
 """
@@ -17,6 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from decimal import Decimal
 from enum import Enum
@@ -33,6 +34,7 @@ __all__ = [
     "run_in_context",
     "set_job_id",
     "set_stage",
+    "submit_in_context",
     "wrap_with_context",
 ]
 
@@ -81,8 +83,22 @@ def job_context(job_id: UUID | str | None, stage: str | None = None) -> Iterator
 
 
 def run_in_context(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Call ``func`` in a copy of the current context (for ``executor.submit`` from a job)."""
+    """Call ``func`` now, in a copy of the current context, so job ids it sets do not leak back.
+
+    Not a way into a thread pool: ``pool.submit(run_in_context, f)`` copies the
+    *worker's* context. Use :func:`submit_in_context` or :func:`wrap_with_context`.
+    """
     return contextvars.copy_context().run(func, *args, **kwargs)
+
+
+def submit_in_context(executor: Executor, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    """``executor.submit(func, ...)`` with the caller's job context (copied now) active in the worker."""
+    ctx = contextvars.copy_context()
+
+    def call() -> R:
+        return ctx.run(func, *args, **kwargs)
+
+    return executor.submit(call)
 
 
 def wrap_with_context(func: Callable[P, R]) -> Callable[P, R]:
@@ -108,7 +124,8 @@ _RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logg
 _REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 # Signed-URL tokens: ?token=..., &signature=..., X-Amz-Signature=..., Django signed "sig" params.
-_URL_TOKEN = re.compile(r"(?i)([?&](?:token|signature|sig|x-amz-signature|apikey|api_key)=)[^&\s\"']+")
+# The value stops at a backslash too, so redacting a serialised JSON line never eats an escape.
+_URL_TOKEN = re.compile(r"(?i)([?&](?:token|signature|sig|x-amz-signature|apikey|api_key)=)[^&\s\"'\\]+")
 _KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
 
 
@@ -213,11 +230,9 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             payload["exception"] = redact(record.exc_text, secrets)
         text = json.dumps(payload, ensure_ascii=False, default=repr)
-        # Redact secrets that arrived through extra fields, on the serialised line.
-        for secret in secrets:
-            if secret and secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
+        # Redact what arrived through extra fields (configured secrets, bearer tokens, signed-URL
+        # tokens, key shapes) on the serialised line; the replacements keep the JSON valid.
+        return redact(text, secrets)
 
 
 def build_logging_config(level: str, log_file: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,560 @@
+"""Tests for common.log: JSON lines, job context across tasks and threads, robustness, redaction, file rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import logging
+import logging.config
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from django.conf import settings as django_settings
+from pydantic import BaseModel
+
+from common import conf
+from common.log import (
+    JsonFormatter,
+    build_logging_config,
+    get_job_id,
+    get_logger,
+    get_stage,
+    job_context,
+    redact,
+    run_in_context,
+    set_job_id,
+    set_stage,
+    submit_in_context,
+    wrap_with_context,
+)
+from tests.envtools import PRODUCTION_ENV, SECRET_VALUES, subprocess_env, use_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+JOB = UUID("0b6f3f4e-8a43-4d8c-9d7a-2f1f5d9c0a11")
+
+
+class Capture:
+    """A logger whose JSON lines are written to a string buffer."""
+
+    def __init__(self, name: str) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(JsonFormatter())
+        self.logger = get_logger(name)
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+
+    def raw_lines(self) -> list[str]:
+        return self.stream.getvalue().splitlines()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.raw_lines()]
+
+    def last(self) -> dict[str, Any]:
+        return self.records()[-1]
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.propagate = True
+        self.logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def cap(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    capture = Capture(f"tests.log.{request.node.name}")
+    yield capture
+    capture.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    conf.reset_settings_cache()
+    yield
+    conf.reset_settings_cache()
+
+
+# --------------------------------------------------------------------------- the line format
+
+
+def test_one_json_object_per_line_with_the_fields_in_order(cap: Capture) -> None:
+    cap.logger.info("first\nwith a newline", extra={"clip": 3, "cost": Decimal("0.25")})
+    cap.logger.warning("second")
+    lines = cap.raw_lines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert list(first) == ["timestamp", "level", "module", "job_id", "stage", "message", "clip", "cost"]
+    assert TIMESTAMP.match(first["timestamp"])
+    assert first["level"] == "INFO"
+    assert first["module"] == cap.logger.name
+    assert first["job_id"] is None
+    assert first["stage"] is None
+    assert first["message"] == "first\nwith a newline"
+    assert first["clip"] == 3
+    assert first["cost"] == "0.25"  # money stays exact: Decimal as a string
+    assert json.loads(lines[1])["level"] == "WARNING"
+
+
+def test_timestamp_is_utc(cap: Capture) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    cap.logger.info("now")
+    stamp = dt.datetime.fromisoformat(cap.last()["timestamp"].replace("Z", "+00:00"))
+    assert stamp.utcoffset() == dt.timedelta(0)
+    assert stamp >= before
+
+
+def test_percent_args_are_interpolated(cap: Capture) -> None:
+    cap.logger.info("clip %d of %s", 2, "six")
+    assert cap.last()["message"] == "clip 2 of six"
+
+
+def test_exception_is_included(cap: Capture) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        cap.logger.exception("failed")
+    record = cap.last()
+    assert record["level"] == "ERROR"
+    assert record["message"] == "failed"
+    assert "Traceback" in record["exception"]
+    assert "ValueError: boom" in record["exception"]
+    assert list(record)[-1] == "exception"
+
+
+def test_exc_text_without_exc_info() -> None:
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "msg", None, None)
+    record.exc_text = "precomputed traceback"
+    assert json.loads(JsonFormatter().format(record))["exception"] == "precomputed traceback"
+
+
+def test_get_logger_is_the_standard_logger() -> None:
+    assert get_logger("common.anything") is logging.getLogger("common.anything")
+
+
+# --------------------------------------------------------------------------- job context
+
+
+def test_job_context_sets_and_restores(cap: Capture) -> None:
+    assert get_job_id() is None
+    with job_context(JOB, stage="audio_analysis"):
+        assert get_job_id() == str(JOB)
+        assert get_stage() == "audio_analysis"
+        cap.logger.info("outer")
+        with job_context("job-2"):
+            assert get_stage() is None
+            cap.logger.info("inner")
+        cap.logger.info("outer again")
+    assert get_job_id() is None
+    assert get_stage() is None
+    cap.logger.info("outside")
+    seen = [(r["job_id"], r["stage"]) for r in cap.records()]
+    assert seen == [
+        (str(JOB), "audio_analysis"),
+        ("job-2", None),
+        (str(JOB), "audio_analysis"),
+        (None, None),
+    ]
+
+
+def test_job_context_restores_after_an_exception() -> None:
+    set_job_id("before")
+    try:
+        with pytest.raises(RuntimeError), job_context("during", "composition"):
+            raise RuntimeError("x")
+        assert get_job_id() == "before"
+        assert get_stage() is None
+    finally:
+        set_job_id(None)
+
+
+def test_set_job_id_and_stage(cap: Capture) -> None:
+    job_token = set_job_id(JOB)
+    stage_token = set_stage("scene_planning")
+    try:
+        cap.logger.info("x")
+        assert cap.last()["job_id"] == str(JOB)
+        assert cap.last()["stage"] == "scene_planning"
+    finally:
+        set_stage(None)
+        set_job_id(None)
+    assert job_token.old_value is None or job_token.old_value is job_token.MISSING
+    assert stage_token.var.name == "videogen_stage"
+    assert get_job_id() is None
+
+
+def test_extra_job_id_and_stage_override_the_context(cap: Capture) -> None:
+    with job_context("ctx", "ctx-stage"):
+        cap.logger.info("x", extra={"job_id": JOB, "stage": "explicit"})
+    assert cap.last()["job_id"] == str(JOB)
+    assert cap.last()["stage"] == "explicit"
+
+
+async def test_context_follows_asyncio_tasks(cap: Capture) -> None:
+    async def work(job: str, stage: str) -> None:
+        with job_context(job, stage):
+            for step in range(3):
+                await asyncio.sleep(0)  # interleave with the other tasks
+                cap.logger.info("step %d", step)
+
+    await asyncio.gather(*(asyncio.create_task(work(f"job-{n}", f"stage-{n}")) for n in range(4)))
+    records = cap.records()
+    assert len(records) == 12
+    for record in records:
+        n = record["job_id"].split("-")[1]
+        assert record["stage"] == f"stage-{n}"
+    # They really interleaved: the job ids are not in four consecutive runs.
+    order = [r["job_id"] for r in records]
+    assert order != sorted(order)
+
+
+async def test_task_inherits_the_context_it_was_created_in(cap: Capture) -> None:
+    async def child() -> str | None:
+        cap.logger.info("child")
+        set_job_id("changed-in-child")  # does not leak back to the parent
+        return get_job_id()
+
+    with job_context("parent", "p"):
+        assert await asyncio.create_task(child()) == "changed-in-child"
+        assert get_job_id() == "parent"
+    assert cap.records()[0]["job_id"] == "parent"
+
+
+def test_plain_threads_do_not_inherit_the_context(cap: Capture) -> None:
+    with job_context("job-t"), ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(cap.logger.info, "no context").result()
+    assert cap.last()["job_id"] is None
+
+
+def test_submit_in_context_carries_the_job_into_a_pool(cap: Capture) -> None:
+    def work(n: int) -> tuple[str, str | None, str | None]:
+        cap.logger.info("work %d", n)
+        return threading.current_thread().name, get_job_id(), get_stage()
+
+    main = threading.current_thread().name
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = []
+        for n in range(6):
+            with job_context(f"job-{n}", "video_generation"):
+                futures.append(submit_in_context(pool, work, n))
+        results = [f.result() for f in futures]
+    assert [r[1] for r in results] == [f"job-{n}" for n in range(6)]
+    assert all(r[0] != main and r[2] == "video_generation" for r in results)
+    assert sorted(r["job_id"] for r in cap.records()) == sorted(f"job-{n}" for n in range(6))
+
+
+def test_wrap_with_context_binds_the_context_at_wrap_time(cap: Capture) -> None:
+    def work() -> str | None:
+        cap.logger.info("wrapped")
+        set_job_id("mutated")  # stays inside this call's copy
+        return get_job_id()
+
+    with job_context("job-w", "composition"):
+        wrapped = wrap_with_context(work)
+    # Called later, outside the block, in other threads, twice: each call sees the wrap-time context.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert [pool.submit(wrapped).result() for _ in range(2)] == ["mutated", "mutated"]
+    assert [(r["job_id"], r["stage"]) for r in cap.records()] == [("job-w", "composition")] * 2
+    assert get_job_id() is None
+
+
+# --------------------------------------------------------------------------- never raises
+
+
+class Color(Enum):
+    RED = "red"
+
+
+class Payload(BaseModel):
+    name: str
+    cost: Decimal
+
+
+class BrokenDump:
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("no")
+
+    def __repr__(self) -> str:
+        return "<BrokenDump>"
+
+
+class BrokenRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr exploded")
+
+    __str__ = __repr__
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+def test_extras_are_made_json_friendly(cap: Capture) -> None:
+    extras = {
+        "uuid": JOB,
+        "path": Path("/tmp/x.wav"),
+        "aware": dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "naive": dt.datetime(2026, 1, 2, 3, 4, 5),
+        "day": dt.date(2026, 1, 2),
+        "clock": dt.time(10, 30),
+        "color": Color.RED,
+        "nested": {1: [Decimal("1.5"), (2, 3)], "s": {4}},
+        "model": Payload(name="a", cost=Decimal("0.1")),
+        "broken_dump": BrokenDump(),
+        "opaque": Opaque(),
+        "broken": BrokenRepr(),
+        "none": None,
+        "flag": True,
+        "ratio": 0.5,
+    }
+    cap.logger.info("x", extra=extras)
+    record = cap.last()
+    assert record["uuid"] == str(JOB)
+    assert record["path"] == "/tmp/x.wav"
+    assert record["aware"] == "2026-01-02T01:04:05.678Z"
+    assert record["naive"] == "2026-01-02T03:04:05.000Z"
+    assert record["day"] == "2026-01-02"
+    assert record["clock"] == "10:30:00"
+    assert record["color"] == "red"
+    assert record["nested"] == {"1": ["1.5", [2, 3]], "s": [4]}
+    assert record["model"] == {"name": "a", "cost": "0.1"}
+    assert record["broken_dump"] == "<BrokenDump>"
+    assert record["opaque"] == "<Opaque thing>"  # unserialisable: falls back to repr
+    assert record["broken"] == "<unrepresentable BrokenRepr>"
+    assert (record["none"], record["flag"], record["ratio"]) == (None, True, 0.5)
+
+
+def test_reserved_keys_in_extra_are_renamed(cap: Capture) -> None:
+    cap.logger.info("real message", extra={"level": "fake", "timestamp": 0, "logger": "l", "exception": "e"})
+    record = cap.last()
+    assert record["level"] == "INFO"
+    assert record["message"] == "real message"
+    assert TIMESTAMP.match(record["timestamp"])
+    assert record["extra_level"] == "fake"
+    assert record["extra_timestamp"] == 0
+    assert record["extra_logger"] == "l"
+    assert record["extra_exception"] == "e"
+    assert "exception" not in record
+
+
+def format_record(msg: object, *args: object) -> dict[str, Any]:
+    """Format a record straight through JsonFormatter (pytest's own capture handler would re-raise)."""
+    record = logging.getLogger("tests.log.direct").makeRecord(
+        "tests.log.direct", logging.INFO, __file__, 1, msg, args, None
+    )
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_bad_percent_args_do_not_raise() -> None:
+    record = format_record("clip %d of %d", "two")
+    assert record["level"] == "INFO"
+    assert record["message"] == "'clip %d of %d' % ('two',)"
+
+
+def test_broken_repr_in_args_does_not_raise() -> None:
+    record = format_record("value: %s", BrokenRepr())
+    assert record["message"] == "log record could not be formatted"
+    assert "repr exploded" in record["format_error"]
+    assert record["level"] == "INFO"
+    assert record["module"] == "tests.log.direct"
+    assert TIMESTAMP.match(record["timestamp"])
+
+
+def test_broken_message_object_does_not_raise() -> None:
+    assert format_record(BrokenRepr())["message"] == "log record could not be formatted"
+
+
+def test_formatter_survives_a_record_without_attributes() -> None:
+    record = logging.makeLogRecord({"msg": "x"})
+    del record.created  # the fallback line must not need it
+    data = json.loads(JsonFormatter().format(record))
+    assert data["message"] == "log record could not be formatted"
+
+
+def test_formatter_survives_a_failing_secret_lookup(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"ENVIRONMENT": "production"})  # invalid: get_settings() raises
+    cap.logger.info("still logged")
+    assert cap.last()["message"] == "still logged"
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_configured_secrets_are_redacted_everywhere(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, PRODUCTION_ENV)
+    key = PRODUCTION_ENV["OPENAI_API_KEY"]
+    jwt_secret = PRODUCTION_ENV["JWT_SECRET_KEY"]
+    db_password = "Db-Pa55word-Secret"
+    cap.logger.info(
+        "calling with %s and %s",
+        key,
+        jwt_secret,
+        extra={
+            "dsn": f"postgresql://videogen:{db_password}@db/postgres",
+            "nested": {"token": PRODUCTION_ENV["REPLICATE_API_TOKEN"]},
+        },
+    )
+    try:
+        raise RuntimeError(f"auth failed for {PRODUCTION_ENV['SUPABASE_SERVICE_KEY']}")
+    except RuntimeError:
+        cap.logger.exception("with %s", PRODUCTION_ENV["DJANGO_SECRET_KEY"])
+    text = cap.stream.getvalue()
+    for secret in SECRET_VALUES:
+        assert secret not in text
+    first, second = cap.records()
+    assert first["message"] == "calling with [REDACTED] and [REDACTED]"
+    assert first["dsn"] == "postgresql://videogen:[REDACTED]@db/postgres"
+    assert first["nested"] == {"token": "[REDACTED]"}
+    assert "RuntimeError: auth failed for [REDACTED]" in second["exception"]
+
+
+def test_bearer_tokens_are_redacted(cap: Capture) -> None:
+    cap.logger.info(
+        "sent Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc-def_123",
+        extra={"headers": {"Authorization": "bearer abcdefgh12345678"}},
+    )
+    record = cap.last()
+    assert record["message"] == "sent Authorization: Bearer [REDACTED]"
+    assert record["headers"] == {"Authorization": "bearer [REDACTED]"}
+
+
+def test_signed_url_tokens_are_redacted(cap: Capture) -> None:
+    signed = "https://abc.supabase.co/storage/v1/object/sign/video-clips/a.mp4?token=eyJhbGciOi.eyJ1cmwi.sig&download=1"
+    presigned = "https://s3.example.com/b/k?X-Amz-Expires=60&X-Amz-Signature=0123abcd&x=1"
+    cap.logger.info("uploaded to %s", signed, extra={"url": signed, "urls": [presigned]})
+    record = cap.last()
+    expected = "https://abc.supabase.co/storage/v1/object/sign/video-clips/a.mp4?token=[REDACTED]&download=1"
+    assert record["message"] == f"uploaded to {expected}"
+    assert record["url"] == expected
+    assert record["urls"] == ["https://s3.example.com/b/k?X-Amz-Expires=60&X-Amz-Signature=[REDACTED]&x=1"]
+
+
+def test_key_shapes_are_redacted_even_when_not_configured(cap: Capture) -> None:
+    cap.logger.info(
+        "keys sk-abcdefghijklmnopqrstuvwx r8_ABCDEFGHIJKLMNOPQRSTUVWX sb_secret_abcdefghij",
+        extra={"k": "sk-abcdefghijklmnopqrstuvwx"},
+    )
+    assert cap.last()["message"] == "keys [REDACTED] [REDACTED] [REDACTED]"
+    assert cap.last()["k"] == "[REDACTED]"
+
+
+def test_redaction_keeps_the_json_valid(cap: Capture) -> None:
+    cap.logger.info('quote "?token=abc\\" and \\?sig=x"', extra={"q": 'a?token=b"c', "b": "x?token=y\\z"})
+    record = cap.last()  # still parses
+    assert record["message"] == 'quote "?token=[REDACTED]\\" and \\?sig=[REDACTED]"'
+    assert record["q"] == 'a?token=[REDACTED]"c'
+    assert record["b"] == "x?token=[REDACTED]\\z"
+
+
+def test_redact_function() -> None:
+    assert redact("my secret-value-123 here", ["secret-value-123", ""]) == "my [REDACTED] here"
+    assert redact("nothing to hide", []) == "nothing to hide"
+    assert redact("?api_key=abc&sig=def") == "?api_key=[REDACTED]&sig=[REDACTED]"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_build_logging_config_console_only() -> None:
+    config = build_logging_config("WARNING")
+    assert config["root"] == {"handlers": ["console"], "level": "WARNING"}
+    assert set(config["handlers"]) == {"console"}
+    assert config["formatters"]["json"] == {"()": "common.log.JsonFormatter"}
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    yield
+    logging.config.dictConfig(django_settings.LOGGING)
+
+
+def test_rotating_file_handler_with_dict_config(tmp_path: Path, restore_logging: None) -> None:
+    log_file = tmp_path / "videogen.log"
+    config = build_logging_config("DEBUG", str(log_file))
+    handler = config["handlers"]["file"]
+    assert handler["class"] == "logging.handlers.RotatingFileHandler"
+    assert handler["maxBytes"] == 100 * 1024 * 1024
+    assert handler["backupCount"] == 5
+    assert config["root"]["handlers"] == ["console", "file"]
+    logging.config.dictConfig(config)
+    with job_context(JOB, "composition"):
+        get_logger("common.test").debug("to the file", extra={"clip": 1})
+    for h in logging.getLogger().handlers:
+        h.flush()
+    [line] = log_file.read_text().splitlines()
+    record = json.loads(line)
+    assert (record["message"], record["job_id"], record["stage"], record["clip"]) == (
+        "to the file",
+        str(JOB),
+        "composition",
+        1,
+    )
+
+
+def test_rotation_keeps_five_backups(tmp_path: Path, restore_logging: None) -> None:
+    log_file = tmp_path / "rotating.log"
+    config = build_logging_config("INFO", str(log_file))
+    config["handlers"]["file"]["maxBytes"] = 400  # the shipped 100 MB, scaled down for the test
+    config["root"]["handlers"] = ["file"]
+    logging.config.dictConfig(config)
+    logger = get_logger("common.rotation")
+    for n in range(60):
+        logger.info("line %03d", n)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["rotating.log", *(f"rotating.log.{n}" for n in range(1, 6))]
+    newest = json.loads(log_file.read_text().splitlines()[-1])
+    assert newest["message"] == "line 059"
+
+
+def test_django_settings_use_log_level_and_json_in_a_real_process() -> None:
+    code = (
+        "import logging; from common.log import get_logger, job_context\n"
+        "print(logging.getLevelName(logging.getLogger().level))\n"
+        "with job_context('job-sub', 'audio_analysis'): get_logger('common.sub').debug('hello %s', 'child')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=subprocess_env({"LOG_LEVEL": "debug"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" in result.stdout.splitlines()
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line["module"] == "common.sub"]
+    assert ours == [
+        {
+            "timestamp": ours[0]["timestamp"],
+            "level": "DEBUG",
+            "module": "common.sub",
+            "job_id": "job-sub",
+            "stage": "audio_analysis",
+            "message": "hello child",
+        }
+    ]
+
+
+def test_run_in_context_isolates_changes() -> None:
+    def work(a: int, b: int) -> tuple[int, str | None]:
+        set_job_id("inside")
+        return a + b, get_job_id()
+
+    with job_context("outer"):
+        assert run_in_context(work, 2, b=3) == (5, "inside")
+        assert get_job_id() == "outer"
