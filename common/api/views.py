@@ -14,7 +14,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
-from django.urls import Resolver404, resolve
+from django.urls import resolve
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -32,6 +33,7 @@ from common.models import Job, JobStatus
 from common.schemas import Job as JobSchema
 from common.schemas import JobStage as JobStageSchema
 from common.selectors import job_stages
+from common.services.costs import job_cost_summary
 
 __all__ = [
     "JobCostsView",
@@ -94,6 +96,13 @@ _NOT_FOUND = {404: OpenApiResponse(ErrorResponse, description="No such job, or n
 class _ReadOnlyJobView(APIView):
     permission_classes = (IsJobReader,)
     http_method_names = ["get", "head", "options"]
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        """Per-user data: never stored by a shared cache, and varies with the caller's credentials."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, private=True, no_store=True)
+        patch_vary_headers(response, ("Authorization", "Cookie"))
+        return response
 
 
 class JobListView(_ReadOnlyJobView):
@@ -165,8 +174,6 @@ class JobCostsView(_ReadOnlyJobView):
     )
     def get(self, request: Request, job_id: str) -> Response:
         """Return the job's cost summary."""
-        from common.services.costs import job_cost_summary  # the ledger service (issue 4)
-
         job = _job_or_404(request, job_id)
         body = JobCostsResponse.model_validate(job_cost_summary(job.pk))
         return Response(dump(body))
@@ -176,11 +183,8 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRespon
     """JSON 404 for ``/api/`` paths that match no route (after the usual missing-slash redirect)."""
     path = request.path_info
     if settings.APPEND_SLASH and not path.endswith("/") and request.method in ("GET", "HEAD"):
-        try:
-            match = resolve(path + "/")
-        except Resolver404:
-            match = None
-        if match is not None and match.func is not api_not_found:
+        # Under /api/ every path resolves (this view is the catch-all): redirect only to a real route.
+        if resolve(path + "/").func is not api_not_found:
             return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
     return json_not_found(request)
 

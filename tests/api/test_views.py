@@ -9,12 +9,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.test import override_settings
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
+from common.api.authentication import SupabaseUser
 from common.api.throttling import CallerRateThrottle
+from common.api.views import visible_jobs
 from common.models import Job, JobStatus
 from common.schemas import Job as JobSchema
 from common.schemas import JobStage as JobStageSchema
@@ -138,6 +141,13 @@ def test_inactive_staff_user_is_not_authenticated(alice_job, jwt_secret):
     user.save()
     response = client.get("/api/jobs/")
     assert response.status_code == 401
+
+
+def test_visible_jobs_is_empty_for_anyone_but_users_and_staff(alice_job):
+    clerk = get_user_model().objects.create_user("clerk2", password="pw-not-used-1234")
+    assert not visible_jobs(clerk).exists()
+    assert not visible_jobs(AnonymousUser()).exists()
+    assert list(visible_jobs(SupabaseUser(id=alice_job.user_id))) == [alice_job]
 
 
 # ---------------------------------------------------------------- list
@@ -418,6 +428,14 @@ def test_write_methods_are_405(as_user, alice_job, method, path):
     assert body(response)["code"] == "METHOD_NOT_ALLOWED"
     assert "GET" in response["Allow"]
     assert Job.objects.filter(pk=alice_job.pk).exists()
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/", "/api/jobs/{id}/", "/api/jobs/{id}/costs/", "/api/jobs/nope/"])
+def test_responses_are_private_and_never_stored(as_user, alice_job, path):
+    response = as_user(alice_job.user_id).get(path.format(id=alice_job.id))
+    assert "no-store" in response["Cache-Control"]
+    assert "private" in response["Cache-Control"]
+    assert "Authorization" in response["Vary"]
 
 
 def test_head_is_allowed(as_user, alice_job):
