@@ -182,10 +182,14 @@ class JobCostsView(_ReadOnlyJobView):
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """JSON 404 for ``/api/`` paths that match no route (after the usual missing-slash redirect)."""
     path = request.path_info
-    if settings.APPEND_SLASH and not path.endswith("/") and request.method in ("GET", "HEAD"):
-        # Under /api/ every path resolves (this view is the catch-all): redirect only to a real route.
-        if resolve(path + "/").func is not api_not_found:
-            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    # Under /api/ every path resolves (this view is the catch-all): redirect only to a real route.
+    if (
+        settings.APPEND_SLASH
+        and not path.endswith("/")
+        and request.method in ("GET", "HEAD")
+        and resolve(path + "/").func is not api_not_found
+    ):
+        return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
     return json_not_found(request)
 
 
