@@ -195,7 +195,7 @@ def validate_money(value: object, *, name: str = "cost") -> Decimal:
         raise ValidationError(f"{name} {amount} is larger than {MAX_MONEY}", details={"field": name})
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MONEY_PLACES and amount != amount.quantize(MONEY_QUANTUM):
-        raise ValidationError(f"{name} {amount} has more than {MONEY_PLACES} decimal places", details={"field": name})
+        raise ValidationError(f"{name} {amount:f} has more than {MONEY_PLACES} decimal places", details={"field": name})
     return amount.quantize(MONEY_QUANTUM)
 
 
@@ -212,7 +212,7 @@ def _quantity(value: object) -> Decimal | None:
     except InvalidOperation:  # pragma: no cover - bounded above
         raise ValidationError(f"quantity {value!r} is out of range") from None
     if quantized != amount:
-        raise ValidationError(f"quantity {amount} has more than {QUANTITY_PLACES} decimal places")
+        raise ValidationError(f"quantity {amount:f} has more than {QUANTITY_PLACES} decimal places")
     return quantized
 
 
