@@ -3,8 +3,8 @@
 ``@retry_with_backoff()`` retries :class:`~common.errors.RetryableError` (and
 its subclass ``ServiceUnavailableError``) up to three attempts, waiting
 ``base_delay * 2 ** (n - 1)`` seconds after the n-th failure (2 s, 4 s, ...),
-capped at ``max_delay``, plus optional jitter, and never less than an error's
-``retry_after``. Any other exception propagates at once; after the last
+capped at ``max_delay``, plus optional jitter (kept under the cap), and never
+less than an error's ``retry_after`` (a server's explicit wait beats the cap). Any other exception propagates at once; after the last
 attempt the last error is re-raised unchanged.
 
 Sleeping goes through :data:`sleep` / :data:`async_sleep` so tests can swap in
@@ -58,6 +58,9 @@ def compute_delay(
         delay = full_jitter(delay)
     elif callable(jitter):
         delay = jitter(delay)
+    if max_delay is not None and delay > max_delay:
+        # Jitter must not push a wait past the cap; reflect it below instead, so waits at the cap still spread.
+        delay = 2 * max_delay - delay
     retry_after = getattr(error, "retry_after", None)
     if isinstance(retry_after, (int, float)) and retry_after > delay:
         delay = float(retry_after)
@@ -94,7 +97,7 @@ def retry_with_backoff(
     Args:
         max_attempts: total attempts, including the first (at least 1).
         base_delay: seconds to wait after the first failure; doubles each time.
-        max_delay: upper bound for one wait (``None``: unbounded).
+        max_delay: upper bound for one wait (``None``: unbounded); only ``retry_after`` may exceed it.
         jitter: ``True`` for up to +10 % random jitter, or a function of the delay.
         retryable_exceptions: exception types that are retried; all others propagate at once.
 
