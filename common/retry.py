@@ -4,8 +4,9 @@
 its subclass ``ServiceUnavailableError``) up to three attempts, waiting
 ``base_delay * 2 ** (n - 1)`` seconds after the n-th failure (2 s, 4 s, ...),
 capped at ``max_delay``, plus optional jitter (kept under the cap), and never
-less than an error's ``retry_after`` (a server's explicit wait beats the cap). Any other exception propagates at once; after the last
-attempt the last error is re-raised unchanged.
+less than an error's ``retry_after`` (a server's explicit wait beats the cap).
+Any other exception propagates at once; after the last attempt the last error
+is re-raised unchanged.
 
 Sleeping goes through :data:`sleep` / :data:`async_sleep` so tests can swap in
 a fake clock instead of waiting.
