@@ -1,0 +1,93 @@
+"""Reads of jobs, stages and costs."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test import override_settings
+
+from common.errors import ValidationError
+from common.models import Job, JobCost, JobStage
+from common.selectors import (
+    ajob_get,
+    ajob_list_for_user,
+    job_costs,
+    job_get,
+    job_list_for_user,
+    job_stages,
+    parse_job_id,
+    stage_median_duration,
+)
+
+USER = uuid.UUID("66666666-6666-4666-8666-666666666666")
+pytestmark = pytest.mark.django_db
+
+
+def new_job(user=USER, **fields) -> Job:
+    return Job.objects.create(user_id=user, audio_url="a", user_prompt="p", **fields)
+
+
+def test_job_get_and_errors():
+    job = new_job()
+    assert job_get(job_id=str(job.id)) == job
+    missing = uuid.uuid4()
+    with pytest.raises(ValidationError, match=f"job {missing} does not exist") as info:
+        job_get(job_id=missing)
+    assert info.value.code == "JOB_NOT_FOUND"
+    with pytest.raises(ValidationError, match="is not a valid job id") as info:
+        job_get(job_id="nope")
+    assert info.value.code == "INVALID_JOB_ID"
+    assert parse_job_id(job.id) is job.id
+
+
+def test_job_list_for_user():
+    mine, done = new_job(), new_job(status="completed")
+    new_job(user=uuid.uuid4())
+    assert set(job_list_for_user(user_id=USER)) == {mine, done}
+    assert list(job_list_for_user(user_id=USER, status="completed")) == [done]
+    with pytest.raises(ValidationError, match="unknown job status 'done'; expected one of queued"):
+        job_list_for_user(user_id=USER, status="done")
+
+
+def test_stages_in_pipeline_order_and_costs_oldest_first():
+    job = new_job()
+    for name in ("composition", "custom_stage", "audio_analysis"):
+        JobStage.objects.create(job=job, stage_name=name)
+    assert [s.stage_name for s in job_stages(job_id=job.id)] == ["audio_analysis", "composition", "custom_stage"]
+    first = JobCost.objects.create(job=job, stage_name="s", api_name="a", cost=Decimal("1"))
+    second = JobCost.objects.create(job=job, stage_name="s", api_name="b", cost=Decimal("2"))
+    assert list(job_costs(job_id=job.id)) == [first, second]
+
+
+@override_settings(VIDEOGEN_COMMON={"ESTIMATE_HISTORY_JOBS": 2})
+def test_stage_median_duration_uses_recent_completed_runs():
+    assert stage_median_duration(stage_name="composition") is None
+    from django.utils import timezone
+
+    now = timezone.now()
+    for i, seconds in enumerate([500, 10, 20]):
+        JobStage.objects.create(
+            job=new_job(),
+            stage_name="composition",
+            status="completed",
+            started_at=now,
+            completed_at=now + timezone.timedelta(hours=i),
+            duration_seconds=seconds,
+        )
+    JobStage.objects.create(job=new_job(), stage_name="composition", status="failed", duration_seconds=9999)
+    assert stage_median_duration(stage_name="composition") == 15.0
+    assert stage_median_duration(stage_name="composition", history=3) == 20.0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_selectors():
+    job = await sync_to_async(new_job)()
+    assert (await ajob_get(job_id=job.id)).id == job.id
+    assert [j.id for j in await ajob_list_for_user(user_id=USER)] == [job.id]
+    with pytest.raises(ValidationError, match="does not exist"):
+        await ajob_get(job_id=uuid.uuid4())
+    await sync_to_async(lambda: connection.close())()
