@@ -90,6 +90,7 @@ def retry_on_connection_error(
             attempts = int(max_attempts or app_settings.DB_RETRY_ATTEMPTS)
             in_transaction = connections[using].in_atomic_block
 
+            @functools.wraps(fn)
             def attempt() -> Any:
                 try:
                     return fn(*args, **kwargs)

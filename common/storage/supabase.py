@@ -137,6 +137,7 @@ class SupabaseStorage(BucketStorageMixin, Storage):
             except (StorageException, httpx.HTTPError) as exc:
                 raise translate_supabase_error(exc, bucket=self.bucket_name, name=name, operation=operation) from exc
 
+        attempt.__qualname__ = f"SupabaseStorage.{operation}({self.bucket_name}/{name or ''})"
         retrying = retry_with_backoff(
             max_attempts=int(app_settings.STORAGE_RETRY_ATTEMPTS),
             base_delay=float(app_settings.STORAGE_RETRY_BASE_DELAY),

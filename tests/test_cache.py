@@ -1,0 +1,295 @@
+"""Cache helpers: one contract over local memory and the real Redis, plus Redis-down behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from enum import Enum
+
+import pytest
+import redis
+from django.test import override_settings
+from pydantic import BaseModel
+
+from common import cache
+from common.conf import app_settings
+from common.errors import ValidationError
+
+
+def redis_caches(url: str) -> dict:
+    """CACHES as videogen/settings.py builds them for REDIS_URL."""
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_FUNCTION": "common.cache_keys.make_key",
+            "KEY_PREFIX": "videogen:cache",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "CONNECTION_FACTORY": "common.cache.ConnectionFactory",
+            },
+        }
+    }
+
+
+LOCMEM = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "test-cache",
+        "KEY_FUNCTION": "common.cache_keys.make_key",
+        "KEY_PREFIX": "videogen:cache",
+    }
+}
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+class Scene(BaseModel):
+    id: uuid.UUID
+    cost: Decimal
+    at: dt.datetime
+    tags: list[str]
+
+
+@pytest.fixture(params=["locmem", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The cache configured on one backend (Redis at the ``redis_url`` fixture)."""
+    if request.param == "locmem":
+        with override_settings(CACHES=LOCMEM):
+            yield "locmem"
+    else:
+        url = request.getfixturevalue("redis_url")
+        with override_settings(CACHES=redis_caches(url)):
+            yield url
+
+
+@pytest.fixture
+def key() -> Iterator[str]:
+    """A fresh key (tests never flush a database; they clean up their own keys)."""
+    name = f"test:{uuid.uuid4().hex}"
+    yield name
+    cache.delete(name)
+
+
+class TestCacheContract:
+    def test_set_get_delete(self, backend: str, key: str) -> None:
+        assert cache.get(key) is None
+        assert cache.get(key, "fallback") == "fallback"
+        assert cache.set(key, {"a": 1}) is True
+        assert cache.get(key) == {"a": 1}
+        assert cache.delete(key) is True
+        assert cache.get(key) is None
+        assert cache.delete(key) is True  # deleting a missing key is fine
+
+    def test_ttl_expiry(self, backend: str, key: str) -> None:
+        cache.set(key, "soon gone", ex=1)
+        assert cache.get(key) == "soon gone"
+        deadline = time.monotonic() + 10
+        while cache.get(key) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cache.get(key) is None
+
+    def test_timedelta_ttl(self, backend: str, key: str) -> None:
+        assert cache.set(key, 1, ex=dt.timedelta(minutes=5))
+        assert cache.get(key) == 1
+
+    def test_no_ttl_means_no_expiry(self, backend: str, key: str) -> None:
+        cache.set(key, "kept")
+        if backend != "locmem":
+            raw = redis.Redis.from_url(backend)
+            assert raw.ttl(f"videogen:cache:{key}") == -1
+        assert cache.get(key) == "kept"
+
+    def test_json_round_trip(self, backend: str, key: str) -> None:
+        job_id = uuid.uuid4()
+        when = dt.datetime(2026, 11, 21, 4, 30, 12, 345678, tzinfo=dt.UTC)
+        payload = {
+            "job_id": job_id,
+            "cost": Decimal("12.345600"),
+            "at": when,
+            "day": dt.date(2026, 11, 21),
+            "colour": Colour.RED,
+            "tags": ("a", "b"),
+            "nested": {"n": [1, 2.5, None, True]},
+        }
+        assert cache.set_json(key, payload, ttl=60)
+        assert cache.get_json(key) == {
+            "job_id": str(job_id),
+            "cost": "12.345600",  # money is a string in JSON, never a float
+            "at": "2026-11-21T04:30:12.345678+00:00",
+            "day": "2026-11-21",
+            "colour": "red",
+            "tags": ["a", "b"],
+            "nested": {"n": [1, 2.5, None, True]},
+        }
+
+    def test_pydantic_round_trip(self, backend: str, key: str) -> None:
+        scene = Scene(id=uuid.uuid4(), cost=Decimal("0.050000"), at=dt.datetime.now(dt.UTC), tags=["intro"])
+        cache.set_json(key, scene)
+        assert cache.get_json(key, model=Scene) == scene
+        assert cache.get_json(key)["cost"] == "0.050000"
+
+    def test_json_miss_and_unreadable(self, backend: str, key: str) -> None:
+        assert cache.get_json(key) is None
+        assert cache.get_json(key, default=[]) == []
+        cache.set(key, "{not json")
+        assert cache.get_json(key, default="miss") == "miss"
+        cache.set_json(key, {"id": "not-a-uuid"})
+        assert cache.get_json(key, default="miss", model=Scene) == "miss"
+
+    def test_bad_input_is_an_error_not_a_miss(self, backend: str, key: str) -> None:
+        for bad_key in ("", "has space", "new\nline", None):
+            with pytest.raises(ValidationError):
+                cache.set(bad_key, 1)  # type: ignore[arg-type]
+        for bad_ttl in (0, -1, "10", True):
+            with pytest.raises(ValidationError):
+                cache.set(key, 1, ex=bad_ttl)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="cannot be stored as JSON"):
+            cache.set_json(key, {"x": object()})
+        with pytest.raises(ValidationError):
+            cache.set_json(key, float("nan"))
+
+    def test_health_check(self, backend: str) -> None:
+        assert cache.health_check() is True
+        cache.ping()
+
+    async def test_async_twins(self, backend: str, key: str) -> None:
+        assert await cache.aset(key, 5, ex=60)
+        assert await cache.aget(key) == 5
+        assert await cache.aset_json(key, {"d": Decimal("1.10")}, ttl=60)
+        assert await cache.aget_json(key) == {"d": "1.10"}
+        assert await cache.adelete(key)
+        assert await cache.aget(key, "gone") == "gone"
+        assert await cache.ahealth_check() is True
+
+
+class TestRedisKeys:
+    def test_key_names_as_seen_by_redis(self, redis_url: str, key: str) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            cache.set(key, "v", ex=30)
+            cache.set_json(f"{key}:json", {"a": 1}, ttl=30)
+            try:
+                assert raw.exists(f"videogen:cache:{key}") == 1
+                assert raw.exists(f"videogen:cache:{key}:json") == 1
+                assert 0 < raw.ttl(f"videogen:cache:{key}") <= 30
+                assert raw.keys(f"videogen:cache:{key}*")
+                assert all(k.decode().startswith("videogen:cache:test:") for k in raw.keys(f"*{key}*"))
+            finally:
+                cache.delete(f"{key}:json")
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def cache_warnings(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+    """Records logged by common.cache (the warning throttle is reset)."""
+    monkeypatch.setattr(cache, "_last_warning", 0.0)
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    logger = logging.getLogger("common.cache")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+class TestRedisDown:
+    """A closed port: every helper answers a miss or False, logs, and never raises."""
+
+    def test_every_helper_degrades(self, cache_warnings: list[logging.LogRecord]) -> None:
+        with override_settings(CACHES=redis_caches(f"redis://127.0.0.1:{closed_port()}/0")):
+            assert cache.get("k") is None
+            assert cache.get("k", "default") == "default"
+            assert cache.set("k", 1, ex=5) is False
+            assert cache.set_json("k", {"a": Decimal("1")}) is False
+            assert cache.get_json("k", default={}) == {}
+            assert cache.delete("k") is False
+            assert cache.health_check() is False
+        warnings = [r for r in cache_warnings if r.levelno == logging.WARNING]
+        assert len(warnings) == 1  # throttled: one warning, the rest at debug level
+        assert "Cache unavailable" in warnings[0].getMessage()
+        assert len(cache_warnings) >= 7
+
+    async def test_async_helpers_degrade(self) -> None:
+        with override_settings(CACHES=redis_caches(f"redis://127.0.0.1:{closed_port()}/0")):
+            assert await cache.aget("k", 0) == 0
+            assert await cache.aset("k", 1) is False
+            assert await cache.ahealth_check() is False
+
+    def test_unresponsive_server_times_out(self) -> None:
+        # A socket that accepts connections (the kernel's backlog) but never answers.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        try:
+            with (
+                override_settings(
+                    CACHES=redis_caches(f"redis://127.0.0.1:{port}/0"), VIDEOGEN_COMMON={"CACHE_SOCKET_TIMEOUT": 0.2}
+                ),
+            ):
+                assert cache.get("k", "miss") == "miss"
+                assert cache.set("k", 1) is False
+        finally:
+            silent.close()
+
+    def test_ping_raises_service_unavailable(self) -> None:
+        from common.errors import ServiceUnavailableError
+
+        with (
+            override_settings(CACHES=redis_caches(f"redis://127.0.0.1:{closed_port()}/0")),
+            pytest.raises(ServiceUnavailableError, match="unreachable"),
+        ):
+            cache.ping()
+
+
+class TestConnectionFactory:
+    def test_timeouts_follow_the_knob_and_no_retries(self) -> None:
+        factory = cache.ConnectionFactory({})
+        params = factory.make_connection_params("redis://127.0.0.1:6379/0")
+        assert params["socket_timeout"] == app_settings.CACHE_SOCKET_TIMEOUT == 0.5
+        assert params["socket_connect_timeout"] == 0.5
+        assert params["retry"].get_retries() == 0
+        with override_settings(VIDEOGEN_COMMON={"CACHE_SOCKET_TIMEOUT": 0.25}):
+            params = cache.ConnectionFactory({}).make_connection_params("redis://127.0.0.1:6379/0")
+            assert params["socket_timeout"] == 0.25
+
+    def test_explicit_options_win(self) -> None:
+        factory = cache.ConnectionFactory({"SOCKET_TIMEOUT": 2, "SOCKET_CONNECT_TIMEOUT": 1})
+        params = factory.make_connection_params("redis://127.0.0.1:6379/0")
+        assert (params["socket_timeout"], params["socket_connect_timeout"]) == (2, 1)
+
+    def test_pools_are_keyed_by_timeout(self) -> None:
+        url = f"redis://127.0.0.1:{closed_port()}/0"
+        short = cache.ConnectionFactory({"SOCKET_TIMEOUT": 0.1}).connect(url)
+        long = cache.ConnectionFactory({"SOCKET_TIMEOUT": 0.3}).connect(url)
+        assert short.connection_pool is not long.connection_pool
+        assert short.connection_pool.connection_kwargs["socket_timeout"] == 0.1
+
+
+def test_encoder_rejects_unknown_objects() -> None:
+    with pytest.raises(ValidationError):
+        cache.dumps_json({1, object()})
+    assert json.loads(cache.dumps_json({"s": {3}, "td": dt.timedelta(seconds=1.5)})) == {"s": [3], "td": 1.5}
