@@ -398,6 +398,17 @@ def _log_removal_error(func: Callable[..., Any], path: str, exc: BaseException) 
     )
 
 
+def _fresh_directory(path: Path) -> Path:
+    """Create ``path`` if needed and mark it as just used.
+
+    The age-based cleanup removes old *empty* directories; touching one that is
+    handed out means a caller about to write into it does not lose it meanwhile.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.utime(path)
+    return path
+
+
 def _validate_id(value: object, what: str) -> str:
     text = str(value) if isinstance(value, (str, int, UUID)) and not isinstance(value, bool) else None
     if text is None or not _SAFE_ID.match(text) or text in (".", ".."):
@@ -455,15 +466,11 @@ class TempFileManager:
 
     def get_user_temp_directory(self, user_id: object) -> Path:
         """Return the workspace of ``user_id``, creating it (mode 0700) if needed."""
-        path = self.user_directory_path(user_id)
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+        return _fresh_directory(self.user_directory_path(user_id))
 
     def get_job_temp_directory(self, job_id: object) -> Path:
         """Return the workspace of ``job_id``, creating it (mode 0700) if needed."""
-        path = self.job_directory_path(job_id)
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+        return _fresh_directory(self.job_directory_path(job_id))
 
     def _base(self, user_id: object | None, job_id: object | None) -> Path:
         # A job workspace wins over a user one: the job's status is what protects it from the cleanup.

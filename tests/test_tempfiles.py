@@ -446,3 +446,12 @@ def test_prune_records_failures_and_keeps_going(root: Path, monkeypatch: pytest.
     assert (workspace / "a").exists()
     assert not (workspace / "b").exists()
     assert workspace.exists()  # not empty, so kept
+
+
+def test_handing_out_a_workspace_refreshes_its_age(root: Path) -> None:
+    workspace = temp_file_manager.get_user_temp_directory("returning")
+    os.utime(workspace, (OLD, OLD))
+    assert temp_file_manager.get_user_temp_directory("returning") == workspace
+    stats = prune_tree(root, max_age_hours=24)
+    assert workspace.is_dir()
+    assert stats.dirs_removed == 0
