@@ -257,6 +257,12 @@ def test_stage_fail_then_retry_counts_attempts(job):
     assert done.status == "completed"
 
 
+def test_stage_written_without_a_start_time_gets_no_duration(job):
+    job_update_progress(job_id=job.id, progress=1)
+    JobStage.objects.create(job=job, stage_name="composition", status="processing")  # written by hand
+    assert stage_complete(job_id=job.id, stage_name="composition").duration_seconds is None
+
+
 def test_stage_fail_without_error_keeps_metadata(job):
     stage_start(job_id=job.id, stage_name="audio_analysis", metadata={"a": 1})
     stage = stage_fail(job_id=job.id, stage_name="audio_analysis", metadata={"b": 2})
