@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +27,7 @@ from common.conf import (
     read_environment,
 )
 from common.errors import ConfigError
-from tests.envtools import PRODUCTION_ENV, SECRET_VALUES, fake_jwt, use_environment
+from tests.envtools import CONF_VARIABLES, PRODUCTION_ENV, SECRET_VALUES, fake_jwt, use_environment
 
 
 @pytest.fixture(autouse=True)
@@ -671,3 +672,22 @@ def test_other_setting_changes_keep_the_cache() -> None:
 def test_env_settings_default_construction() -> None:
     assert EnvSettings().environment is Environment.DEVELOPMENT
     assert str(ConfigProblem("X", "is wrong")) == "X: is wrong"
+
+
+# --------------------------------------------------------------------------- .env.example
+
+
+def test_env_example_documents_every_variable_and_loads_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    text = example.read_text()
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    assert set(CONF_VARIABLES) <= documented
+    assert {"VIDEOGEN_ENV_FILE", "VIDEOGEN_TEST_DB_NAME"} <= documented
+    for name in REQUIRED_OUTSIDE_DEVELOPMENT:
+        block = text.split(f"{name}=")[0].rsplit("\n\n", 1)[-1]
+        assert "Required outside development" in block, name
+    # Copied as is to .env, it is a valid development configuration.
+    use_environment(monkeypatch)
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(example))
+    assert get_env_problems() == []
+    assert get_settings().environment is Environment.DEVELOPMENT
