@@ -154,11 +154,17 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
     seconds = float(app_settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout)
     conn = connections[using]
     try:
-        with transaction.atomic(using=using), conn.cursor() as cursor:
-            if conn.vendor == "postgresql":
+        if conn.vendor == "postgresql":
+            # A transaction-local timeout: it ends with the block, so pooled connections stay clean.
+            with transaction.atomic(using=using), conn.cursor() as cursor:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
-            cursor.execute("SELECT 1")
-            row = cursor.fetchone()
+                cursor.execute("SELECT 1")
+                row = cursor.fetchone()
+        else:
+            # No transaction elsewhere: SQLite's BEGIN IMMEDIATE would queue a probe behind writers.
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                row = cursor.fetchone()
     except (OperationalError, InterfaceError) as exc:
         if not conn.in_atomic_block:
             conn.close()
