@@ -89,7 +89,8 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         full = os.path.join(self.location, prefix) if prefix else self.location
         if not os.path.isdir(full):
             return [], []
-        dirs, files = [], []
+        dirs: list[str] = []
+        files: list[str] = []
         with os.scandir(full) as entries:
             for entry in entries:
                 (dirs if entry.is_dir() else files).append(entry.name)
