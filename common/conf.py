@@ -45,6 +45,7 @@ __all__ = [
     "Secret",
     "app_settings",
     "get_env_problems",
+    "get_secret_values",
     "get_settings",
     "load_env_settings",
     "parse_database_url",
@@ -520,9 +521,33 @@ def get_env_problems() -> list[ConfigProblem]:
     return list(_cached()[1])
 
 
+@lru_cache(maxsize=1)
+def _cached_secret_values() -> tuple[str, ...]:
+    environ = read_environment()
+    values = set(_cached()[0].secret_values())
+    # Also the raw values of secret variables that failed validation: a real key in a format
+    # this module does not know yet is still a secret.
+    for name in SECRET_VARIABLES:
+        raw = (environ.get(name) or "").strip()
+        if len(raw) >= 8:
+            values.add(raw)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        password = urlsplit((environ.get(name) or "").strip()).password
+        if password and len(password) >= 8:
+            values.add(unquote(password))
+    # Longest first, so a secret that contains another is replaced whole.
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def get_secret_values() -> list[str]:
+    """Every secret value of the environment, valid or not, longest first (for log redaction)."""
+    return list(_cached_secret_values())
+
+
 def reset_settings_cache() -> None:
     """Forget the parsed environment so the next call reads it again (tests)."""
     _cached.cache_clear()
+    _cached_secret_values.cache_clear()
 
 
 class _LazySettings:

@@ -130,11 +130,11 @@ _KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_sec
 
 
 def _configured_secrets() -> list[str]:
-    """Secret values from the environment settings; empty when they cannot be read."""
+    """Secret values of the environment (valid or not, so an invalid setup still redacts); empty if unreadable."""
     try:
-        from common.conf import get_settings
+        from common.conf import get_secret_values
 
-        return get_settings().secret_values()
+        return get_secret_values()
     except Exception:  # noqa: BLE001 - redaction must never break logging
         return []
 

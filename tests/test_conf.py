@@ -691,3 +691,36 @@ def test_env_example_documents_every_variable_and_loads_cleanly(monkeypatch: pyt
     monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(example))
     assert get_env_problems() == []
     assert get_settings().environment is Environment.DEVELOPMENT
+
+
+def test_get_secret_values_covers_invalid_values_longest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(
+        monkeypatch,
+        {
+            "OPENAI_API_KEY": "unknown-shape-key-1234",  # invalid, still a secret
+            "JWT_SECRET_KEY": "unknown-shape-key-1234-and-longer-than-32",  # contains the other one
+            "REDIS_URL": "ftp://:redis-password-1@h",  # invalid scheme, password still redacted
+            "DATABASE_URL": "mysql://u:db-password-1@h/x",
+            "REPLICATE_API_TOKEN": "short",
+        },
+    )
+    assert [p.variable for p in get_env_problems()] == [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "OPENAI_API_KEY",
+        "REPLICATE_API_TOKEN",
+    ]
+    values = conf.get_secret_values()
+    assert values.index("unknown-shape-key-1234-and-longer-than-32") < values.index("unknown-shape-key-1234")
+    assert set(values) == {
+        "unknown-shape-key-1234-and-longer-than-32",
+        "unknown-shape-key-1234",
+        "redis-password-1",
+        "db-password-1",
+        conf.DEVELOPMENT_SECRET_KEY,
+    }
+    assert [len(v) for v in values] == sorted((len(v) for v in values), reverse=True)
+    monkeypatch.setenv("OPENAI_API_KEY", "changed-but-cached")
+    assert "changed-but-cached" not in conf.get_secret_values()
+    conf.reset_settings_cache()
+    assert "changed-but-cached" in conf.get_secret_values()

@@ -385,9 +385,22 @@ def test_formatter_survives_a_record_without_attributes() -> None:
 
 
 def test_formatter_survives_a_failing_secret_lookup(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_environment(monkeypatch, {"ENVIRONMENT": "production"})  # invalid: get_settings() raises
+    def broken() -> list[str]:
+        raise PermissionError("cannot read .env")
+
+    monkeypatch.setattr(conf, "get_secret_values", broken)
     cap.logger.info("still logged")
     assert cap.last()["message"] == "still logged"
+
+
+def test_secrets_are_redacted_even_when_the_configuration_is_invalid(
+    cap: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Production with variables missing, and an OpenAI key in a shape the validator does not know.
+    odd_key = "oa-new-format-key-0123456789"
+    use_environment(monkeypatch, {"ENVIRONMENT": "production", "OPENAI_API_KEY": odd_key, "JWT_SECRET_KEY": "j" * 40})
+    cap.logger.info("key %s and %s", odd_key, "j" * 40)
+    assert cap.last()["message"] == "key [REDACTED] and [REDACTED]"
 
 
 # --------------------------------------------------------------------------- redaction
