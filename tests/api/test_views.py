@@ -372,9 +372,12 @@ def test_costs_of_own_job(as_user, alice_job):
         "whisper": Decimal("0.006"),
         "gpt-4o": Decimal("0.0225"),
     }
-    # Every amount is a string: no float ever reaches the client.
+    # Every amount is a string with six places: no float ever reaches the client.
+    assert data["reserved"] == "0.000000"
+    assert data["by_stage"]["audio_analysis"] == "0.006000"
     for key in ("total", "budget", "reserved", "remaining", "ledger_total"):
         assert isinstance(data[key], str)
+        assert len(data[key].split(".")[1]) == 6
 
 
 def test_costs_include_open_reservations(as_user, alice_job):
@@ -387,7 +390,8 @@ def test_costs_include_open_reservations(as_user, alice_job):
 def test_costs_of_a_job_without_charges(as_user, alice):
     job = make_job(alice)
     data = body(as_user(alice).get(f"/api/jobs/{job.id}/costs/"))
-    assert Decimal(data["total"]) == 0
+    assert data["total"] == "0.000000"
+    assert data["ledger_total"] == "0.000000"
     assert data["by_stage"] == {}
     assert data["by_api"] == {}
     assert data["charges"] == 0
