@@ -57,7 +57,8 @@ from django.db import (
     transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Count, Sum
+from django.db.models import Aggregate, BigIntegerField, Count, F, Sum
+from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from common.conf import app_settings
@@ -89,6 +90,8 @@ __all__ = [
     "get_price_table",
     "get_total_cost",
     "job_cost_summary",
+    "money_from_sum",
+    "money_sum",
     "release",
     "reservation",
     "reserve",
@@ -108,6 +111,7 @@ MAX_MONEY = Decimal("99999999.999999")  # DecimalField(14, 6)
 QUANTITY_PLACES = 4
 MAX_QUANTITY = Decimal("9999999999.9999")  # DecimalField(14, 4)
 ZERO = Decimal(0)
+MICRO = 10**MONEY_PLACES
 UNITS = ("call", "image", "second", "1k_tokens", "clip", "minute")
 IDEMPOTENCY_CONSTRAINT = "job_costs_unique_idempotency_key"
 LOCKED_RETRY_SECONDS = 30.0  # how long a SQLite writer keeps retrying "database is locked"
@@ -632,8 +636,26 @@ class CostSummary:
         }
 
 
-def _money_sum(value: Decimal | None) -> Decimal:
-    return ZERO if value is None else Decimal(value).quantize(MONEY_QUANTUM)
+def money_sum(field: str = "cost", **extra: Any) -> Aggregate:
+    """An exact SQL sum of a money column: ``SUM`` on PostgreSQL; whole micro-dollars on SQLite.
+
+    SQLite stores decimals as floats and would add them as floats, so there each
+    amount is rounded to an integer number of micro-dollars before summing.
+    Read the result with :func:`money_from_sum`.
+    """
+    if connection.vendor == "sqlite":
+        micro = Cast(Round(F(field) * MICRO), BigIntegerField())
+        return Sum(micro, **extra)
+    return Sum(field, **extra)
+
+
+def money_from_sum(value: Decimal | int | float | None) -> Decimal:
+    """Turn a :func:`money_sum` result into a 6-place ``Decimal`` (``0`` for no rows)."""
+    if value is None:
+        return ZERO.quantize(MONEY_QUANTUM)
+    if connection.vendor == "sqlite":
+        return (Decimal(int(value)) / MICRO).quantize(MONEY_QUANTUM)
+    return Decimal(value).quantize(MONEY_QUANTUM)
 
 
 @_db_boundary
@@ -646,14 +668,14 @@ def job_cost_summary(job_id: UUID | str) -> CostSummary:
 def _summary(job_uuid: UUID) -> CostSummary:
     spent, reserved, budget = _figures(job_uuid)
     ledger = JobCost.objects.filter(job_id=job_uuid)
-    totals = ledger.aggregate(total=Sum("cost"), n=Count("id"))
+    totals = ledger.aggregate(total=money_sum(), n=Count("id"))
     by_stage = {
-        r["stage_name"]: _money_sum(r["total"])
-        for r in ledger.order_by("stage_name").values("stage_name").annotate(total=Sum("cost"))
+        r["stage_name"]: money_from_sum(r["total"])
+        for r in ledger.order_by("stage_name").values("stage_name").annotate(total=money_sum())
     }
     by_api = {
-        r["api_name"]: _money_sum(r["total"])
-        for r in ledger.order_by("api_name").values("api_name").annotate(total=Sum("cost"))
+        r["api_name"]: money_from_sum(r["total"])
+        for r in ledger.order_by("api_name").values("api_name").annotate(total=money_sum())
     }
     return CostSummary(
         job_id=job_uuid,
@@ -663,7 +685,7 @@ def _summary(job_uuid: UUID) -> CostSummary:
         remaining=max(budget - spent - reserved, ZERO),
         share_used=(spent / budget).quantize(Decimal("0.0001")) if budget else None,
         charges=totals["n"],
-        ledger_total=_money_sum(totals["total"]),
+        ledger_total=money_from_sum(totals["total"]),
         by_stage=by_stage,
         by_api=by_api,
     )

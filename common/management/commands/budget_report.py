@@ -1,0 +1,369 @@
+"""``manage.py budget_report``: spend per job, and grouped by stage, by API and by day.
+
+Aggregates run in SQL and rows are streamed (``QuerySet.iterator``), so the
+report over a million ledger rows needs no more memory than over a thousand.
+Amounts are exact decimal strings in every format.
+
+Windows: ``--since``/``--until`` select jobs *created* in the window for the
+per-job section, and ledger rows *recorded* in the window for the grouped
+sections (half-open: ``since <= t < until``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from common.conf import app_settings
+from common.models import HoldStatus, Job, JobCost, JobCostHold, JobStatus
+from common.services.costs import format_money, money_from_sum, money_sum
+
+FORMATS = ("table", "csv", "json")
+SECTIONS = ("jobs", "stage", "api", "day")
+CSV_COLUMNS = (
+    "section",
+    "key",
+    "user_id",
+    "status",
+    "charges",
+    "spent",
+    "reserved",
+    "budget",
+    "share_used",
+    "budget_status",
+)
+SHARE_PLACES = Decimal("0.0001")
+
+
+def parse_moment(value: str, option: str) -> dt.datetime:
+    """Parse a date (midnight UTC) or an ISO datetime (naive = UTC) for ``option``."""
+    problem = f"{option} {value!r} is not a date (YYYY-MM-DD) or an ISO datetime"
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:
+        raise CommandError(problem) from None
+    if moment is None:
+        if day is None:
+            raise CommandError(problem)
+        moment = dt.datetime.combine(day, dt.time.min)
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def parse_fraction(value: str) -> Decimal:
+    """Parse ``--near-budget``: a share of the budget, e.g. 0.8."""
+    try:
+        fraction = Decimal(value)
+    except InvalidOperation:
+        raise CommandError(f"--near-budget {value!r} is not a number (give a share such as 0.8)") from None
+    if not fraction.is_finite() or fraction < 0 or fraction > 10:
+        raise CommandError(f"--near-budget {value!r} must be a share between 0 and 10 (e.g. 0.8 = 80 %)")
+    return fraction
+
+
+def parse_uuid(value: str, option: str) -> uuid.UUID:
+    """Parse a UUID option."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise CommandError(f"{option} {value!r} is not a valid UUID") from None
+
+
+@dataclass
+class Filters:
+    """The report's filters, already parsed."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    jobs: list[uuid.UUID] = field(default_factory=list)
+    user: uuid.UUID | None = None
+    statuses: list[str] = field(default_factory=list)
+    over_budget: bool = False
+    near_budget: Decimal | None = None
+
+    def job_q(self, prefix: str = "") -> Q:
+        """The job filters (not the window) as a ``Q`` on ``prefix`` (``""`` or ``"job__"``)."""
+        q = Q()
+        if self.jobs:
+            q &= Q(**{f"{prefix}id__in" if prefix == "" else "job_id__in": self.jobs})
+        if self.user is not None:
+            q &= Q(**{f"{prefix}user_id": self.user})
+        if self.statuses:
+            q &= Q(**{f"{prefix}status__in": self.statuses})
+        if self.over_budget:
+            q &= Q(**{f"{prefix}total_cost__gt": F(f"{prefix}budget_limit")})
+        if self.near_budget is not None:
+            q &= Q(**{f"{prefix}total_cost__gte": F(f"{prefix}budget_limit") * Value(self.near_budget)})
+        return q
+
+    def describe(self) -> dict[str, Any]:
+        """The filters as JSON-friendly values."""
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "job": [str(j) for j in self.jobs],
+            "user": str(self.user) if self.user else None,
+            "status": self.statuses,
+            "over_budget": self.over_budget,
+            "near_budget": str(self.near_budget) if self.near_budget is not None else None,
+        }
+
+
+@dataclass
+class Totals:
+    """Running totals of the per-job section."""
+
+    jobs: int = 0
+    spent: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    budget: Decimal = Decimal(0)
+    over: int = 0
+    near: int = 0
+
+
+def job_rows(filters: Filters, near_share: Decimal, totals: Totals) -> Iterator[dict[str, Any]]:
+    """Stream one dict per job (spent, reserved, budget, share used, status), updating ``totals``."""
+    cutoff = timezone.now() - dt.timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
+    reserved = (
+        JobCostHold.objects.filter(job_id=OuterRef("pk"), status=HoldStatus.ACTIVE, created_at__gt=cutoff)
+        .order_by()
+        .values("job_id")
+        .annotate(total=money_sum("amount"))
+        .values("total")
+    )
+    jobs: QuerySet[Job] = Job.objects.filter(filters.job_q())
+    if filters.since is not None:
+        jobs = jobs.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        jobs = jobs.filter(created_at__lt=filters.until)
+    rows = (
+        jobs.annotate(reserved=Subquery(reserved))
+        .order_by("created_at", "id")
+        .values_list("id", "user_id", "status", "total_cost", "budget_limit", "reserved", "created_at")
+    )
+    for job_id, user_id, status, spent, budget, held, created_at in rows.iterator(chunk_size=5000):
+        held_amount = money_from_sum(held)
+        share = (spent / budget).quantize(SHARE_PLACES) if budget else None
+        if spent > budget:
+            budget_status = "over"
+        elif budget and spent >= near_share * budget:
+            budget_status = "near"
+        else:
+            budget_status = "ok"
+        totals.jobs += 1
+        totals.spent += spent
+        totals.reserved += held_amount
+        totals.budget += budget
+        totals.over += budget_status == "over"
+        totals.near += budget_status == "near"
+        yield {
+            "job_id": str(job_id),
+            "user_id": str(user_id),
+            "status": status,
+            "created_at": created_at.isoformat(),
+            "spent": spent,
+            "reserved": held_amount,
+            "budget": budget,
+            "share_used": share,
+            "budget_status": budget_status,
+        }
+
+
+def group_rows(filters: Filters, by: str) -> Iterator[dict[str, Any]]:
+    """Stream the ledger grouped by ``stage``, ``api`` or ``day``: key, charges, total (aggregated in SQL)."""
+    ledger = JobCost.objects.filter(filters.job_q("job__"))
+    if filters.since is not None:
+        ledger = ledger.filter(timestamp__gte=filters.since)
+    if filters.until is not None:
+        ledger = ledger.filter(timestamp__lt=filters.until)
+    key_expr: Any = {"stage": F("stage_name"), "api": F("api_name"), "day": TruncDate("timestamp")}[by]
+    grouped = (
+        ledger.order_by()
+        .annotate(key=key_expr)
+        .values("key")
+        .annotate(charges=Count("id"), total=money_sum())
+        .order_by("key")
+        .values_list("key", "charges", "total")
+    )
+    for key, charges, total in grouped.iterator(chunk_size=5000):
+        yield {"key": str(key), "charges": charges, "total": money_from_sum(total)}
+
+
+def _share_text(share: Decimal | None) -> str:
+    return "-" if share is None else f"{(share * 100).quantize(Decimal('0.1'))}%"
+
+
+class Command(BaseCommand):
+    """Print spend per job and grouped by stage, API and day, in a table, CSV or JSON."""
+
+    help = (
+        "Budget report: per job (spent, reserved, budget, share used, status) and grouped by stage, API and day. "
+        "Amounts are exact decimal strings. Exit status 1 with --fail-on-over-budget when a job is over budget."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """Filters, format and exit-status options."""
+        parser.add_argument("--since", help="from this date/time (jobs created, ledger rows recorded); UTC")
+        parser.add_argument("--until", help="before this date/time (exclusive); UTC")
+        parser.add_argument("--job", action="append", default=[], help="only this job id (repeatable)")
+        parser.add_argument("--user", help="only jobs of this user id")
+        parser.add_argument(
+            "--status", action="append", default=[], choices=JobStatus.values, help="only jobs in this status"
+        )
+        parser.add_argument("--over-budget", action="store_true", help="only jobs that spent more than their budget")
+        parser.add_argument(
+            "--near-budget", metavar="FRACTION", help="only jobs that spent at least FRACTION of their budget"
+        )
+        parser.add_argument("--format", choices=FORMATS, default="table")
+        parser.add_argument(
+            "--section",
+            action="append",
+            choices=SECTIONS,
+            default=[],
+            help="only these sections (repeatable; default: all)",
+        )
+        parser.add_argument(
+            "--fail-on-over-budget", action="store_true", help="exit with status 1 when any reported job is over"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Build the filters, stream the report, and set the exit status."""
+        filters = Filters(
+            since=parse_moment(options["since"], "--since") if options["since"] else None,
+            until=parse_moment(options["until"], "--until") if options["until"] else None,
+            jobs=[parse_uuid(j, "--job") for j in options["job"]],
+            user=parse_uuid(options["user"], "--user") if options["user"] else None,
+            statuses=list(options["status"]),
+            over_budget=options["over_budget"],
+            near_budget=parse_fraction(options["near_budget"]) if options["near_budget"] is not None else None,
+        )
+        if filters.since and filters.until and filters.since >= filters.until:
+            raise CommandError("--since must be before --until")
+        sections = tuple(options["section"]) or SECTIONS
+        thresholds = [Decimal(t) for t in app_settings.BUDGET_WARNING_THRESHOLDS] or [Decimal("0.8")]
+        near_share = filters.near_budget if filters.near_budget is not None else min(thresholds)
+        totals = Totals()
+        writer = {"table": self._table, "csv": self._csv, "json": self._json}[options["format"]]
+        writer(self.stdout, filters, sections, near_share, totals)
+        if options["fail_on_over_budget"] and totals.over:
+            raise CommandError(f"{totals.over} job(s) over budget", returncode=1)
+
+    # ------------------------------------------------------------------ formats
+
+    def _table(
+        self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
+    ) -> None:
+        if "jobs" in sections:
+            out.write(self.style.MIGRATE_HEADING("Jobs") + "\n")
+            header = (
+                f"{'job_id':36}  {'status':10}  {'spent':>14}  {'reserved':>12}  {'budget':>12}  {'used':>8}  budget"
+            )
+            out.write(header + "\n")
+            for row in job_rows(filters, near, totals):
+                flag = row["budget_status"]
+                styled = (
+                    self.style.ERROR(flag) if flag == "over" else self.style.WARNING(flag) if flag == "near" else flag
+                )
+                out.write(
+                    f"{row['job_id']:36}  {row['status']:10}  {format_money(row['spent']):>14}  "
+                    f"{format_money(row['reserved']):>12}  {format_money(row['budget']):>12}  "
+                    f"{_share_text(row['share_used']):>8}  {styled}\n"
+                )
+            out.write(
+                f"{totals.jobs} job(s): spent {format_money(totals.spent)}, reserved {format_money(totals.reserved)}, "
+                f"{totals.over} over budget, {totals.near} near budget (>= {_share_text(near)})\n"
+            )
+        titles = {"stage": "By stage", "api": "By API", "day": "By day"}
+        for by in ("stage", "api", "day"):
+            if by not in sections:
+                continue
+            out.write("\n" + self.style.MIGRATE_HEADING(titles[by]) + "\n")
+            out.write(f"{by:24}  {'charges':>9}  {'total':>14}\n")
+            charges = 0
+            total = Decimal(0)
+            for row in group_rows(filters, by):
+                charges += row["charges"]
+                total += row["total"]
+                out.write(f"{row['key']:24}  {row['charges']:>9}  {format_money(row['total']):>14}\n")
+            out.write(f"{'total':24}  {charges:>9}  {format_money(total):>14}\n")
+
+    def _csv(
+        self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
+    ) -> None:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        if "jobs" in sections:
+            for row in job_rows(filters, near, totals):
+                writer.writerow(
+                    (
+                        "job",
+                        row["job_id"],
+                        row["user_id"],
+                        row["status"],
+                        "",
+                        format_money(row["spent"]),
+                        format_money(row["reserved"]),
+                        format_money(row["budget"]),
+                        "" if row["share_used"] is None else str(row["share_used"]),
+                        row["budget_status"],
+                    )
+                )
+        for by in ("stage", "api", "day"):
+            if by in sections:
+                for row in group_rows(filters, by):
+                    writer.writerow(
+                        (by, row["key"], "", "", row["charges"], format_money(row["total"]), "", "", "", "")
+                    )
+
+    def _json(
+        self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
+    ) -> None:
+        # Written piece by piece so that a large report is never held in memory.
+        out.write("{", ending="")
+        out.write(f'"generated_at": {json.dumps(timezone.now().isoformat())}, ', ending="")
+        out.write(f'"filters": {json.dumps(filters.describe())}, ', ending="")
+        out.write(f'"near_budget_share": {json.dumps(str(near))}', ending="")
+        if "jobs" in sections:
+            out.write(', "jobs": [', ending="")
+            for i, row in enumerate(job_rows(filters, near, totals)):
+                item = {
+                    **row,
+                    "spent": format_money(row["spent"]),
+                    "reserved": format_money(row["reserved"]),
+                    "budget": format_money(row["budget"]),
+                    "share_used": None if row["share_used"] is None else str(row["share_used"]),
+                }
+                out.write(("" if i == 0 else ", ") + json.dumps(item), ending="")
+            out.write("]", ending="")
+            summary = {
+                "jobs": totals.jobs,
+                "spent": format_money(totals.spent),
+                "reserved": format_money(totals.reserved),
+                "budget": format_money(totals.budget),
+                "over_budget": totals.over,
+                "near_budget": totals.near,
+            }
+            out.write(f', "summary": {json.dumps(summary)}', ending="")
+        for by in ("stage", "api", "day"):
+            if by not in sections:
+                continue
+            out.write(f', "by_{by}": [', ending="")
+            for i, row in enumerate(group_rows(filters, by)):
+                item = {by: row["key"], "charges": row["charges"], "total": format_money(row["total"])}
+                out.write(("" if i == 0 else ", ") + json.dumps(item), ending="")
+            out.write("]", ending="")
+        out.write("}\n", ending="")
