@@ -602,6 +602,15 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_SOCKET_TIMEOUT": 0.5,
     "HEALTH_CHECK_TIMEOUT": 3.0,
     "SIGNED_URL_EXPIRES_IN": 3600,
+    # Storage (common.storage): HTTP timeout for Supabase, retries of transient failures
+    "STORAGE_TIMEOUT": 20.0,
+    "STORAGE_RETRY_ATTEMPTS": 3,
+    "STORAGE_RETRY_BASE_DELAY": 0.5,
+    # Database helpers (common.db): retries of lost connections
+    "DB_RETRY_ATTEMPTS": 3,
+    "DB_RETRY_BASE_DELAY": 0.5,
+    # Health (common.health): names of the checks whose failure makes /health/ready answer 503
+    "HEALTH_CRITICAL_CHECKS": ("database", "storage"),
     # REST API (common.api): bearer-token checks and per-user rate limit
     "API_JWT_LEEWAY_SECONDS": 10,
     "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
+from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 
 from common.conf import app_settings
@@ -23,6 +24,8 @@ from common.log import get_logger
 from common.retry import retry_with_backoff
 
 __all__ = [
+    "ahealth_check",
+    "aping",
     "atomic",
     "health_check",
     "is_connection_error",
@@ -173,6 +176,16 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
         ) from exc
     if row is None or row[0] != 1:
         raise ServiceUnavailableError("The database gave a wrong answer to SELECT 1.", details={"alias": using})
+
+
+async def aping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None:
+    """Async twin of :func:`ping`."""
+    await sync_to_async(ping)(using=using, timeout=timeout)
+
+
+async def ahealth_check(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> bool:
+    """Async twin of :func:`health_check`."""
+    return await sync_to_async(health_check)(using=using, timeout=timeout)
 
 
 def health_check(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> bool:

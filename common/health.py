@@ -8,6 +8,7 @@ check lists each bucket (Supabase) or checks its folder's permissions (local).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -34,6 +36,7 @@ __all__ = [
     "HealthCheck",
     "HealthReport",
     "StorageCheck",
+    "arun_checks",
     "default_checks",
     "get_version",
     "liveness",
@@ -48,8 +51,9 @@ VERSION = "0.1.0"
 _DISTRIBUTION = "videogen-common"
 
 
+@functools.cache
 def get_version() -> str:
-    """Return the installed version of the project (no I/O beyond package metadata)."""
+    """Return the installed version of the project (package metadata is read once, then cached)."""
     try:
         return package_version(_DISTRIBUTION)
     except PackageNotFoundError:
@@ -239,6 +243,11 @@ def run_checks(checks: Sequence[HealthCheck] | None = None) -> HealthReport:
         # A check that timed out keeps its thread; do not wait for it.
         executor.shutdown(wait=False, cancel_futures=True)
     return HealthReport(tuple(results), get_version())
+
+
+async def arun_checks(checks: Sequence[HealthCheck] | None = None) -> HealthReport:
+    """Async twin of :func:`run_checks` (the checks run in worker threads either way)."""
+    return await sync_to_async(run_checks, thread_sensitive=False)(checks)
 
 
 def _timed(check: HealthCheck) -> tuple[str, float, str, dict[str, Any] | None]:

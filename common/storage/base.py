@@ -62,6 +62,22 @@ class BucketStorageMixin:
         self.allowed_content_types = tuple(normalize_content_type(t) for t in allowed) if allowed is not None else None
         self.file_overwrite = bool(options.get("file_overwrite", True))
 
+    def check_size(self, name: str, size: int) -> None:
+        """Refuse ``size`` bytes when it exceeds the bucket's limit (``ValidationError`` ``FILE_TOO_LARGE``)."""
+        if self.max_size is not None and size > self.max_size:
+            raise ValidationError(
+                f"The file is {size} bytes; bucket {self.bucket_name!r} accepts at most {self.max_size} bytes.",
+                code="FILE_TOO_LARGE",
+                details={"bucket": self.bucket_name, "path": name, "size": size, "max_size": self.max_size},
+            )
+
+    def read_content(self, name: str, content: File[Any]) -> bytes:
+        """Return the bytes of a Django ``File`` after checking its declared size (before reading it all)."""
+        size = getattr(content, "size", None)
+        if isinstance(size, int):
+            self.check_size(name, size)
+        return content_bytes(content)
+
     def check_upload(self, name: str, data: bytes, content_type: str | None = None) -> str:
         """Check the path, size and type of an upload; return the content type to store.
 
@@ -73,13 +89,8 @@ class BucketStorageMixin:
             ValidationError: ``INVALID_PATH``, ``FILE_TOO_LARGE`` or ``INVALID_CONTENT_TYPE``.
         """
         clean_object_path(name)
+        self.check_size(name, len(data))
         details = {"bucket": self.bucket_name, "path": name, "size": len(data)}
-        if self.max_size is not None and len(data) > self.max_size:
-            raise ValidationError(
-                f"The file is {len(data)} bytes; bucket {self.bucket_name!r} accepts at most {self.max_size} bytes.",
-                code="FILE_TOO_LARGE",
-                details={**details, "max_size": self.max_size},
-            )
         chosen = normalize_content_type(content_type) if content_type else detect_content_type(data, name)
         if self.allowed_content_types is not None:
             allowed = ", ".join(self.allowed_content_types)

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.deconstruct import deconstructible
 
 from common.conf import app_settings
-from common.storage.base import BucketStorageMixin, content_bytes
+from common.storage.base import BucketStorageMixin
 from common.storage.paths import clean_object_path, clean_prefix
 
 __all__ = ["SIGNED_URL_SALT", "LocalBucketStorage", "make_signed_token", "read_signed_token"]
@@ -97,7 +97,7 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         return sorted(dirs), sorted(files)
 
     def _save(self, name: str, content: File[Any]) -> str:
-        data = content_bytes(content)
+        data = self.read_content(name, content)
         return self.save_object(name, data, content_type=getattr(content, "content_type", None), upsert=True)
 
     def save_object(self, name: str, data: bytes, *, content_type: str | None = None, upsert: bool = False) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
@@ -15,7 +17,7 @@ from common.conf import app_settings
 from common.errors import RetryableError, ServiceUnavailableError, StorageError, ValidationError
 from common.log import get_logger
 from common.retry import retry_with_backoff
-from common.storage.base import BucketStorageMixin, content_bytes
+from common.storage.base import BucketStorageMixin
 from common.storage.client import get_supabase_client, make_supabase_client
 from common.storage.paths import clean_object_path, clean_prefix
 
@@ -211,7 +213,7 @@ class SupabaseStorage(BucketStorageMixin, Storage):
         return ContentFile(self.read_object(name), name=name)
 
     def _save(self, name: str, content: File[Any]) -> str:
-        data = content_bytes(content)
+        data = self.read_content(name, content)
         return self.save_object(name, data, content_type=getattr(content, "content_type", None), upsert=True)
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
@@ -252,6 +254,17 @@ class SupabaseStorage(BucketStorageMixin, Storage):
         if size is None:
             raise StorageError(f"Supabase Storage reported no size for {self.bucket_name}/{name}.")
         return int(size)
+
+    def get_modified_time(self, name: str) -> datetime:
+        """Return when ``name`` was last modified (aware when ``USE_TZ``), from Supabase's metadata."""
+        info = self.info(name)
+        stamp = info.get("last_modified") or info.get("updated_at") or info.get("created_at")
+        if not stamp:
+            raise StorageError(f"Supabase Storage reported no modification time for {self.bucket_name}/{name}.")
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment if settings.USE_TZ else moment.astimezone().replace(tzinfo=None)
 
     def url(self, name: str | None, expire: int | None = None) -> str:
         """Return a signed URL for ``name`` (the buckets are private) valid ``expire`` seconds."""
