@@ -18,7 +18,7 @@ migrate: $(STAMP)
 
 run: migrate
 	$(PY) manage.py check
-	$(PY) manage.py describe_config
+	$(PY) manage.py demo
 
 # The whole suite on SQLite, and again on PostgreSQL when DATABASE_URL names one
 # (see bin/run-tests); ruff and mypy first. PYTEST_ARGS passes options through.
