@@ -241,3 +241,8 @@ class TestIsConnectionError:
         assert db.is_connection_error(OperationalError("unable to open database file"))
         assert not db.is_connection_error(IntegrityError("duplicate key"))
         assert not db.is_connection_error(ValueError("connection"))
+
+
+async def test_async_twins() -> None:
+    assert await db.ahealth_check() is True
+    await db.aping()

@@ -262,3 +262,9 @@ class TestCheckServicesProcess:
         assert result.returncode == 1
         assert "Critical service check(s) failed: storage" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+async def test_async_runner() -> None:
+    report = await health.arun_checks([CacheCheck()])
+    assert report.healthy
+    assert report.to_dict()["checks"]["cache"]["status"] == "ok"

@@ -257,3 +257,35 @@ class TestSharedClient:
     def test_invalid_url(self) -> None:
         with pytest.raises(errors.ConfigError):
             client_module.make_supabase_client("ftp://nowhere", "key")
+
+
+class TestDjangoApiExtras:
+    def test_modified_time(self, fake_supabase: FakeSupabase) -> None:
+        import datetime as dt
+
+        storage = SupabaseStorage(bucket="video-clips", url=fake_supabase.url, key=SERVICE_KEY)
+        storage.save_object("m.mp4", samples.MP4)
+        moment = storage.get_modified_time("m.mp4")
+        assert moment.tzinfo is not None
+        assert abs(dt.datetime.now(dt.UTC) - moment) < dt.timedelta(minutes=5)
+        with override_settings(USE_TZ=False):
+            assert storage.get_modified_time("m.mp4").tzinfo is None
+        with pytest.raises(FileNotFoundError):
+            storage.get_modified_time("missing.mp4")
+
+    def test_declared_size_is_checked_before_reading(self, fake_supabase: FakeSupabase) -> None:
+        from django.core.files.base import File
+
+        class Huge(File):
+            size = 11 * 1024 * 1024
+
+            def read(self, *args: object) -> bytes:
+                raise AssertionError("must not be read")
+
+        storage = SupabaseStorage(
+            bucket="audio-uploads", url=fake_supabase.url, key=SERVICE_KEY, max_size=10 * 1024 * 1024
+        )
+        with pytest.raises(errors.ValidationError) as caught:
+            storage.save("big.mp3", Huge(None, name="big.mp3"))
+        assert caught.value.code == "FILE_TOO_LARGE"
+        assert fake_supabase.count() == 0
