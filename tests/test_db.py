@@ -244,5 +244,11 @@ class TestIsConnectionError:
 
 
 async def test_async_twins() -> None:
-    assert await db.ahealth_check() is True
-    await db.aping()
+    from asgiref.sync import sync_to_async
+
+    try:
+        assert await db.ahealth_check() is True
+        await db.aping()
+    finally:
+        # The ORM thread asgiref used keeps its connection; close it so the test database can be dropped.
+        await sync_to_async(connections.close_all)()
