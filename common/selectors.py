@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ __all__ = [
     "job_stages",
     "parse_job_id",
     "stage_median_duration",
+    "stage_median_durations",
 ]
 
 JOB_NOT_FOUND = "JOB_NOT_FOUND"
@@ -86,24 +88,39 @@ def job_costs(*, job_id: UUID | str) -> QuerySet[JobCost]:
     return JobCost.objects.filter(job_id=parse_job_id(job_id)).order_by("timestamp", "id")
 
 
-def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
-    """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``.
+def _recent_durations(stage_name: str, limit: int) -> QuerySet[JobStage, tuple[str, int | None]]:
+    # Served by the (stage_name, status, completed_at) index: a backward index scan stopping at ``limit``.
+    return (
+        JobStage.objects.filter(stage_name=stage_name, status=StageStatus.COMPLETED, duration_seconds__isnull=False)
+        .order_by("-completed_at")
+        .values_list("stage_name", "duration_seconds")[:limit]
+    )
 
+
+def stage_median_durations(*, stage_names: Iterable[str], history: int | None = None) -> dict[str, float | None]:
+    """Median duration (seconds) of the last ``history`` completed runs of each stage (``None``: no runs).
+
+    One query on PostgreSQL (a ``UNION ALL`` of per-stage index scans), one per stage on SQLite.
     ``history`` defaults to the ``ESTIMATE_HISTORY_JOBS`` app setting.
     """
+    names = list(dict.fromkeys(stage_names))
     limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else history
-    durations = [
-        d
-        for d in JobStage.objects.filter(
-            stage_name=stage_name, status=StageStatus.COMPLETED, duration_seconds__isnull=False
-        )
-        .order_by("-completed_at")
-        .values_list("duration_seconds", flat=True)[:limit]
-        if d is not None
-    ]
-    if not durations:
-        return None
-    return float(statistics.median(durations))
+    durations: dict[str, list[int]] = {name: [] for name in names}
+    if names and limit > 0:
+        parts = [_recent_durations(name, limit) for name in names]
+        if connection.features.supports_slicing_ordering_in_compound and len(parts) > 1:
+            rows: Iterable[tuple[str, int | None]] = parts[0].union(*parts[1:], all=True)
+        else:
+            rows = [row for part in parts for row in part]
+        for name, seconds in rows:
+            if seconds is not None:
+                durations[name].append(seconds)
+    return {name: float(statistics.median(values)) if values else None for name, values in durations.items()}
+
+
+def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
+    """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``."""
+    return stage_median_durations(stage_names=[stage_name], history=history)[stage_name]
 
 
 def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | None = None) -> int:
@@ -115,13 +132,15 @@ def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | N
     pk = parse_job_id(job_id)
     rows = {s.stage_name: s for s in (stages if stages is not None else JobStage.objects.filter(job_id=pk))}
     default = float(app_settings.DEFAULT_STAGE_SECONDS)
+    remaining = [
+        name for name in app_settings.PIPELINE_STAGES if name not in rows or rows[name].status != StageStatus.COMPLETED
+    ]
+    medians = stage_median_durations(stage_names=remaining)
     now = timezone.now()
     total = 0.0
-    for name in app_settings.PIPELINE_STAGES:
+    for name in remaining:
         stage = rows.get(name)
-        if stage is not None and stage.status == StageStatus.COMPLETED:
-            continue
-        median = stage_median_duration(stage_name=name)
+        median = medians[name]
         expected = default if median is None else median
         if stage is not None and stage.status == StageStatus.PROCESSING and stage.started_at is not None:
             expected = max(expected - (now - stage.started_at).total_seconds(), 0.0)

@@ -21,6 +21,7 @@ from common.selectors import (
     job_stages,
     parse_job_id,
     stage_median_duration,
+    stage_median_durations,
 )
 
 USER = uuid.UUID("66666666-6666-4666-8666-666666666666")
@@ -91,3 +92,22 @@ async def test_async_selectors():
     with pytest.raises(ValidationError, match="does not exist"):
         await ajob_get(job_id=uuid.uuid4())
     await sync_to_async(lambda: connection.close())()
+
+
+def test_stage_median_durations_for_several_stages_in_one_call():
+    from django.utils import timezone
+
+    now = timezone.now()
+    for name, seconds in [("audio_analysis", 10), ("audio_analysis", 30), ("composition", 7)]:
+        JobStage.objects.create(
+            job=new_job(),
+            stage_name=name,
+            status="completed",
+            started_at=now,
+            completed_at=now,
+            duration_seconds=seconds,
+        )
+    medians = stage_median_durations(stage_names=["audio_analysis", "composition", "scene_planning", "composition"])
+    assert medians == {"audio_analysis": 20.0, "composition": 7.0, "scene_planning": None}
+    assert stage_median_durations(stage_names=["audio_analysis"], history=0) == {"audio_analysis": None}
+    assert stage_median_durations(stage_names=[]) == {}
