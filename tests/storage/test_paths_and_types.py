@@ -104,3 +104,15 @@ def test_normalize() -> None:
     assert normalize_content_type("image/jpg") == "image/jpeg"
     assert normalize_content_type("audio/x-wav") == "audio/wav"
     assert normalize_content_type("video/mp4") == "video/mp4"
+
+
+def test_package_exports_lazily() -> None:
+    import common
+    import common.storage as package
+    from common.storage import facade
+
+    assert package.upload_file is facade.upload_file
+    assert "list_files" in dir(package)
+    assert common.get_signed_url is facade.get_signed_url
+    with pytest.raises(AttributeError):
+        _ = package.no_such_name
