@@ -255,11 +255,10 @@ def format_money(value: Decimal | None) -> str:
     """Format an amount exactly, with at least two decimal places (``Decimal('19.980000')`` -> ``'19.98'``)."""
     if value is None:
         return ""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -2:
-        normal = normal.quantize(Decimal("0.01"))
-    return f"{normal:f}"
+    text = f"{value:f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0")
+    return f"{whole}.{fraction:0<2}"
 
 
 def _job_not_found(job_id: UUID) -> ValidationError:
