@@ -154,9 +154,7 @@ def open_holds(cutoff: dt.datetime) -> dict[str, Decimal]:
     return {str(job_id): money_from_sum(total) for job_id, total in grouped}
 
 
-def job_rows(
-    filters: Filters, near_share: Decimal, totals: Totals, *, with_created: bool = False
-) -> Iterator[dict[str, Any]]:
+def job_rows(filters: Filters, near_share: Decimal, totals: Totals) -> Iterator[dict[str, Any]]:
     """Stream one dict per job (spent, reserved, budget, share used, status), updating ``totals``."""
     cutoff = timezone.now() - dt.timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
     held_by_job = open_holds(cutoff)
@@ -174,15 +172,19 @@ def job_rows(
             user_text=Cast("user_id", output_field=TextField()),
         )
         .order_by("created_at", "id")
-        .values_list(*columns, *(["created_at"] if with_created else []))
+        .values_list(*columns)
     )
-    for raw_id, raw_user, status, spent, budget, *created in _stream(rows):
+    near_marks: dict[Decimal, Decimal] = {}  # budget -> near_share * budget (budgets repeat a lot)
+    for raw_id, raw_user, status, spent, budget in _stream(rows):
         job_id = _uuid_text(raw_id)
         held_amount = held_by_job.get(job_id, nothing_held)
         share = (spent / budget).quantize(SHARE_PLACES) if budget else None
+        near_mark = near_marks.get(budget)
+        if near_mark is None:
+            near_mark = near_marks[budget] = near_share * budget
         if spent > budget:
             budget_status = "over"
-        elif budget and spent >= near_share * budget:
+        elif budget and spent >= near_mark:
             budget_status = "near"
         else:
             budget_status = "ok"
@@ -192,7 +194,7 @@ def job_rows(
         totals.budget += budget
         totals.over += budget_status == "over"
         totals.near += budget_status == "near"
-        row = {
+        yield {
             "job_id": job_id,
             "user_id": _uuid_text(raw_user),
             "status": status,
@@ -202,9 +204,6 @@ def job_rows(
             "share_used": share,
             "budget_status": budget_status,
         }
-        if created:
-            row["created_at"] = created[0].isoformat()
-        yield row
 
 
 def _uuid_text(value: str) -> str:
@@ -251,6 +250,21 @@ def group_rows(filters: Filters, by: str) -> Iterator[dict[str, Any]]:
     )
     for key, charges, total in grouped:
         yield {"key": str(key), "charges": charges, "total": money_from_sum(total)}
+
+
+class _Formatter:
+    """``format_money`` with a cache: budgets and reserved amounts repeat across thousands of jobs."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Decimal, str] = {}
+
+    def __call__(self, value: Decimal) -> str:
+        text = self.cache.get(value)
+        if text is None:
+            text = format_money(value)
+            if len(self.cache) < 10_000:
+                self.cache[value] = text
+        return text
 
 
 def _share_text(share: Decimal | None) -> str:
@@ -317,6 +331,7 @@ class Command(BaseCommand):
     def _table(
         self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
     ) -> None:
+        money = _Formatter()
         if "jobs" in sections:
             out.write(self.style.MIGRATE_HEADING("Jobs") + "\n")
             header = (
@@ -331,7 +346,7 @@ class Command(BaseCommand):
                 )
                 lines.append(
                     f"{row['job_id']:36}  {row['status']:10}  {format_money(row['spent']):>14}  "
-                    f"{format_money(row['reserved']):>12}  {format_money(row['budget']):>12}  "
+                    f"{money(row['reserved']):>12}  {money(row['budget']):>12}  "
                     f"{_share_text(row['share_used']):>8}  {styled}\n"
                 )
                 if len(lines) >= CHUNK:
@@ -359,6 +374,7 @@ class Command(BaseCommand):
     def _csv(
         self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
     ) -> None:
+        money = _Formatter()
         # Rows go through a buffer flushed every CHUNK rows: one write per chunk, not per row.
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -379,8 +395,8 @@ class Command(BaseCommand):
                         row["status"],
                         "",
                         format_money(row["spent"]),
-                        format_money(row["reserved"]),
-                        format_money(row["budget"]),
+                        money(row["reserved"]),
+                        money(row["budget"]),
                         "" if row["share_used"] is None else str(row["share_used"]),
                         row["budget_status"],
                     )
@@ -398,6 +414,7 @@ class Command(BaseCommand):
     def _json(
         self, out: OutputWrapper, filters: Filters, sections: tuple[str, ...], near: Decimal, totals: Totals
     ) -> None:
+        money = _Formatter()
         # Written piece by piece so that a large report is never held in memory.
         out.write("{", ending="")
         out.write(f'"generated_at": {json.dumps(timezone.now().isoformat())}, ', ending="")
@@ -406,16 +423,15 @@ class Command(BaseCommand):
         if "jobs" in sections:
             out.write(', "jobs": [', ending="")
             pieces: list[str] = []
-            for i, row in enumerate(job_rows(filters, near, totals, with_created=True)):
-                # Every value is a UUID, a status name, an exact decimal or an ISO time: nothing to escape,
+            for i, row in enumerate(job_rows(filters, near, totals)):
+                # Every value is a UUID, a status name or an exact decimal: nothing to escape,
                 # so a template is safe and much cheaper than json.dumps per row.
                 share = "null" if row["share_used"] is None else f'"{row["share_used"]}"'
                 pieces.append(
                     f'{"" if i == 0 else ", "}{{"job_id": "{row["job_id"]}", "user_id": "{row["user_id"]}", '
                     f'"status": "{row["status"]}", "spent": "{format_money(row["spent"])}", '
-                    f'"reserved": "{format_money(row["reserved"])}", "budget": "{format_money(row["budget"])}", '
-                    f'"share_used": {share}, "budget_status": "{row["budget_status"]}", '
-                    f'"created_at": "{row["created_at"]}"}}'
+                    f'"reserved": "{money(row["reserved"])}", "budget": "{money(row["budget"])}", '
+                    f'"share_used": {share}, "budget_status": "{row["budget_status"]}"}}'
                 )
                 if len(pieces) >= CHUNK:
                     out.write("".join(pieces), ending="")
