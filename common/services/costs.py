@@ -255,7 +255,9 @@ def format_money(value: Decimal | None) -> str:
     """Format an amount exactly, with at least two decimal places (``Decimal('19.980000')`` -> ``'19.98'``)."""
     if value is None:
         return ""
-    text = f"{value:f}"
+    text = str(value)  # fast, and plain notation for the usual 6-place amounts
+    if "E" in text:
+        text = f"{value:f}"
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0")
     return f"{whole}.{fraction:0<2}"
@@ -440,11 +442,19 @@ def _charge_fast(
     if mode == "limit":
         params["limit"] = limit
     conn.ensure_connection()
-    # A server-binding psycopg cursor on the raw connection: psycopg prepares the statement after a few
-    # runs, so the hot path skips parsing and planning (Django's own cursors bind client-side).
-    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
-        cursor.execute(_PG_CHARGE_SQL[mode, extras], params)
-        result = cursor.fetchone()
+    # A server-binding psycopg cursor on the raw connection and a prepared statement, so the hot path
+    # skips parsing and planning. Django opens connections with prepare_threshold=None (preparing off,
+    # for poolers such as pgbouncer); it is switched on for this one statement only. Django's own
+    # cursors bind client-side and never prepare, so nothing else changes.
+    raw = conn.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = 0
+    try:
+        with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            cursor.execute(_PG_CHARGE_SQL[mode, extras], params, prepare=True)
+            result = cursor.fetchone()
+    finally:
+        raw.prepare_threshold = threshold
     return None if result is None else (result[0], result[1])
 
 
