@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._setup import bench_database  # noqa: E402
+from bench._setup import bench_database
 
 BASELINE_SQL = """
 WITH j AS (

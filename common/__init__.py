@@ -103,6 +103,21 @@ _LAZY: dict[str, str] = {
     "validate_audio_file": "common.validation",
     "validate_file_size": "common.validation",
     "validate_prompt": "common.validation",
+    # cost tracking and budgets
+    "cost_tracker": "common.services.costs",
+    "CostTracker": "common.services.costs",
+    "track_cost": "common.services.costs",
+    "atrack_cost": "common.services.costs",
+    "get_total_cost": "common.services.costs",
+    "aget_total_cost": "common.services.costs",
+    "check_budget": "common.services.costs",
+    "acheck_budget": "common.services.costs",
+    "enforce_budget_limit": "common.services.costs",
+    "aenforce_budget_limit": "common.services.costs",
+    "reservation": "common.services.costs",
+    "areservation": "common.services.costs",
+    "estimate_cost": "common.services.costs",
+    "job_cost_summary": "common.services.costs",
 }
 
 __all__ = sorted(_LAZY)
