@@ -93,6 +93,8 @@ __all__ = [
     "money_from_sum",
     "money_sum",
     "release",
+    "release_holds_on_finish",
+    "release_job_holds",
     "reservation",
     "reserve",
     "settle",
@@ -822,6 +824,28 @@ def release(hold: JobCostHold | UUID | str) -> JobCostHold:
         return current
 
     return _write(give_back)
+
+
+@_db_boundary
+def release_job_holds(job_id: UUID | str) -> int:
+    """Release every open hold of a job (e.g. when it finishes); return how many were released."""
+    job_uuid = _job_uuid(job_id)
+
+    def give_back() -> int:
+        now = timezone.now()
+        _lock_job(job_uuid, now)
+        released = JobCostHold.objects.filter(job_id=job_uuid, status=HoldStatus.ACTIVE).update(
+            status=HoldStatus.RELEASED, closed_at=now
+        )
+        Job.objects.filter(id=job_uuid).update(reserved_cost=ZERO)
+        return released
+
+    return _write(give_back)
+
+
+def release_holds_on_finish(sender: object, *, job: Job, **kwargs: Any) -> None:
+    """``job_finished`` receiver: a completed, failed or cancelled job keeps no budget on hold."""
+    release_job_holds(job.id)
 
 
 class Reservation:

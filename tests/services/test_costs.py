@@ -521,3 +521,16 @@ async def test_async_twins_and_cost_tracker():
     assert await costs.aget_total_cost(job.id) == Decimal("0.31")
     # The ORM ran in asgiref's worker thread: close its connection there.
     await sync_to_async(lambda: connection.close())()
+
+
+def test_release_job_holds_and_finish_receiver():
+    job = make_job("1.00")
+    costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
+    costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
+    assert costs.release_job_holds(job.id) == 2
+    job = reload(job)
+    assert job.reserved_cost == 0
+    assert JobCostHold.objects.filter(job=job, status=HoldStatus.RELEASED).count() == 2
+    costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
+    costs.release_holds_on_finish(Job, job=job, status="failed")
+    assert reload(job).reserved_cost == 0
