@@ -386,20 +386,21 @@ class ResourceManager:
                 details={"field": "max_age_hours"},
             )
         root = self.temp_root
-        jobs_dir = root / JOBS_DIRNAME
+        jobs_dir = os.path.join(root, JOBS_DIRNAME)
         live: set[str] | None = None
         db_error: str | None = None
 
-        def skip(path: Path) -> SkipReason | None:
+        def skip(path: str) -> SkipReason | None:
             nonlocal live, db_error
             if is_path_in_use(path):
                 return "in_use"
-            if path.parent == jobs_dir:
+            parent, name = os.path.split(path)
+            if parent == jobs_dir:
                 if live is None and db_error is None:
                     live, db_error = self._read_live_jobs()
                 if db_error is not None:
                     return "live_job"  # cannot tell: keep it
-                job_id = parse_job_id(path.name)
+                job_id = parse_job_id(name)
                 if job_id is not None and live is not None and job_id in live:
                     return "live_job"
             return None
@@ -408,7 +409,7 @@ class ResourceManager:
             root, max_age_hours=max_age_hours, skip=skip, dry_run=dry_run, record=record, stop=stop, progress=progress
         )
         if db_error is not None:
-            stats.failures.append({"path": str(jobs_dir), "error": f"job workspaces kept: {db_error}"})
+            stats.failures.append({"path": jobs_dir, "error": f"job workspaces kept: {db_error}"})
         self.last_cleanup = stats
         logger.info(
             "temp cleanup%s: %d files and %d directories, %d bytes freed, %d errors",
@@ -485,6 +486,7 @@ class ResourceManager:
         total = sum(size for _, _, size in files)
         stats.bytes_before = total
         files.sort()
+        parents_ok: dict[str, bool] = {}
         for _used, path, size in files:
             if total <= max_bytes:
                 break
@@ -495,9 +497,13 @@ class ResourceManager:
                 continue
             if not dry_run:
                 try:
-                    # The parent must still be the directory we scanned, not a symlink swapped in since.
+                    # The parent must still be the directory we scanned, not a symlink swapped in since
+                    # (checked once per directory and run: realpath costs a stat per path component).
                     parent = os.path.dirname(path)
-                    if os.path.realpath(parent) != parent:
+                    ok = parents_ok.get(parent)
+                    if ok is None:
+                        ok = parents_ok[parent] = os.path.realpath(parent) == parent
+                    if not ok:
                         continue
                     os.unlink(path)
                 except FileNotFoundError:

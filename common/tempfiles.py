@@ -73,12 +73,12 @@ class _ActivePaths:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path | str) -> None:
         with self._lock:
             key = str(path)
             self._counts[key] = self._counts.get(key, 0) + 1
 
-    def discard(self, path: Path) -> None:
+    def discard(self, path: Path | str) -> None:
         with self._lock:
             key = str(path)
             count = self._counts.get(key, 0) - 1
@@ -91,9 +91,11 @@ class _ActivePaths:
         with self._lock:
             return [Path(p) for p in self._counts]
 
-    def covers(self, path: Path) -> bool:
-        """True when ``path`` is an active path or lies inside an active directory."""
-        candidate = str(path)
+    def covers(self, path: Path | str) -> bool:
+        """True when ``path`` (absolute) is an active path or lies inside an active directory."""
+        if not self._counts:  # the common case, read without the lock (a dict's truth value is atomic)
+            return False
+        candidate = os.fspath(path)
         with self._lock:
             for active in self._counts:
                 if candidate == active or candidate.startswith(active + os.sep):
@@ -106,7 +108,7 @@ _active = _ActivePaths()
 
 def is_path_in_use(path: Path | str) -> bool:
     """True when ``path`` is held by an open temp context (or lies inside one) in this process."""
-    return _active.covers(Path(os.path.abspath(path)))
+    return _active.covers(os.path.abspath(path))
 
 
 # --------------------------------------------------------------------------- safe tree pruning
@@ -150,7 +152,7 @@ class _Pruner:
         stats: CleanupStats,
         *,
         cutoff: float | None,
-        skip: Callable[[Path], SkipReason | None],
+        skip: Callable[[str], SkipReason | None],
         dry_run: bool,
         record: bool,
         stop: threading.Event | None,
@@ -167,14 +169,14 @@ class _Pruner:
     def old(self, st: os.stat_result) -> bool:
         return self.cutoff is None or st.st_mtime <= self.cutoff
 
-    def fail(self, path: Path, exc: OSError) -> None:
-        self.stats.failures.append({"path": str(path), "error": exc.strerror or str(exc)})
+    def fail(self, path: str, exc: OSError) -> None:
+        self.stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
 
-    def removed(self, path: Path, kind: str, size: int) -> None:
+    def removed(self, path: str, kind: str, size: int) -> None:
         if self.record:
-            self.stats.removed.append({"path": str(path), "kind": kind, "bytes": size})
+            self.stats.removed.append({"path": path, "kind": kind, "bytes": size})
 
-    def prune_dir(self, dir_fd: int, dir_path: Path) -> bool:
+    def prune_dir(self, dir_fd: int, dir_path: str) -> bool:
         """Prune the directory open as ``dir_fd``; True when it is (or would be) empty afterwards."""
         remaining = 0
         try:
@@ -194,9 +196,9 @@ class _Pruner:
                 remaining += 1
         return remaining == 0
 
-    def prune_entry(self, dir_fd: int, dir_path: Path, entry: os.DirEntry[str]) -> bool:
+    def prune_entry(self, dir_fd: int, dir_path: str, entry: os.DirEntry[str]) -> bool:
         """Handle one entry; True when it is gone (or would be)."""
-        path = dir_path / entry.name
+        path = os.path.join(dir_path, entry.name)
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -231,7 +233,7 @@ class _Pruner:
         self.removed(path, kind, st.st_size)
         return True
 
-    def prune_subdir(self, dir_fd: int, path: Path, name: str, st: os.stat_result) -> bool:
+    def prune_subdir(self, dir_fd: int, path: str, name: str, st: os.stat_result) -> bool:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -267,7 +269,7 @@ def prune_tree(
     root: Path,
     *,
     max_age_hours: float | None,
-    skip: Callable[[Path], SkipReason | None] | None = None,
+    skip: Callable[[str], SkipReason | None] | None = None,
     dry_run: bool = False,
     include_root: bool = False,
     record: bool = True,
@@ -276,14 +278,14 @@ def prune_tree(
 ) -> CleanupStats:
     """Remove files, links and then empty directories under ``root`` last modified more than ``max_age_hours`` ago.
 
-    ``max_age_hours=None`` removes regardless of age. ``skip(path)`` may return
+    ``max_age_hours=None`` removes regardless of age. ``skip(path)`` (an absolute ``str``) may return
     ``"in_use"`` or ``"live_job"`` to leave a path (and everything below it)
     alone. Symlinks are never followed. ``include_root`` also removes ``root``
     itself when it ends up empty. Errors are collected in the stats, not raised.
     """
-    root = Path(os.path.abspath(root))
+    top = os.path.abspath(root)
     cutoff = None if max_age_hours is None else time.time() - max_age_hours * 3600
-    stats = CleanupStats(dry_run=dry_run, root=str(root), max_age_hours=max_age_hours)
+    stats = CleanupStats(dry_run=dry_run, root=top, max_age_hours=max_age_hours)
     pruner = _Pruner(
         stats,
         cutoff=cutoff,
@@ -294,26 +296,24 @@ def prune_tree(
         progress=progress,
     )
     try:
-        fd = os.open(root, _DIR_FLAGS)
+        fd = os.open(top, _DIR_FLAGS)
     except FileNotFoundError:
         return stats
     except OSError as exc:
-        pruner.fail(root, exc)
+        pruner.fail(top, exc)
         return stats
     try:
-        empty = pruner.prune_dir(fd, root)
+        empty = pruner.prune_dir(fd, top)
     finally:
         os.close(fd)
-    if include_root and empty and not stats.interrupted and pruner.skip(root) is None:
+    if include_root and empty and not stats.interrupted and pruner.skip(top) is None:
         if not dry_run:
             try:
-                os.rmdir(root)
-            except FileNotFoundError:
-                return stats
-            except OSError:
+                os.rmdir(top)
+            except OSError:  # gone already, or written into meanwhile
                 return stats
         stats.dirs_removed += 1
-        pruner.removed(root, "dir", 0)
+        pruner.removed(top, "dir", 0)
     return stats
 
 
@@ -441,10 +441,12 @@ class TempFileManager:
     def root(self) -> Path:
         """The managed temp root: ``root`` given at construction, else ``app_settings.TEMP_DIR``."""
         if self._root is not None:
-            return Path(os.path.abspath(Path(self._root).expanduser()))
-        from common.conf import app_settings
+            configured = self._root
+        else:
+            from common.conf import app_settings
 
-        return Path(os.path.abspath(Path(app_settings.TEMP_DIR).expanduser()))
+            configured = app_settings.TEMP_DIR
+        return Path(os.path.abspath(os.path.expanduser(os.fspath(configured))))
 
     # ---- layout
 
@@ -556,13 +558,13 @@ class TempFileManager:
             base.mkdir(parents=True, exist_ok=True, mode=0o700)
             resource_manager.ensure_free_disk(min_free_bytes, path=base)
         for attempt in range(_CREATE_ATTEMPTS):
-            base.mkdir(parents=True, exist_ok=True, mode=0o700)
             try:
                 path = make()
             except FileNotFoundError:
-                # The age-based cleanup removed an old, empty workspace between mkdir and create.
+                # First use of this workspace, or the age-based cleanup removed it (old and empty) just now.
                 if attempt == _CREATE_ATTEMPTS - 1:
                     raise
+                base.mkdir(parents=True, exist_ok=True, mode=0o700)
                 continue
             _active.add(path)
             return path
