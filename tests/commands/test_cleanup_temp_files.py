@@ -141,3 +141,27 @@ def test_failures_are_listed_and_make_the_command_fail(roots, monkeypatch) -> No
         call_command("cleanup_temp_files", stdout=io.StringIO(), stderr=err)
     assert "job workspaces kept" in err.getvalue()
     assert kept.exists()
+
+
+def test_cache_eviction_failures_are_reported(roots, monkeypatch) -> None:
+    temp_root, cache_root = roots
+    stuck = write(cache_root / "stuck.bin", 1000, OLD)
+    write(cache_root / "newer.bin", 1000, OLD + 10)
+    real_unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == str(stuck):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    err = io.StringIO()
+    with (
+        override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root, "CACHE_DIR_MAX_BYTES": 500}),
+        pytest.raises(CommandError, match="1 entries could not be removed"),
+    ):
+        call_command("cleanup_temp_files", "--cache", stdout=io.StringIO(), stderr=err)
+    monkeypatch.undo()
+    assert f"could not evict {stuck}: Permission denied" in err.getvalue()
+    assert stuck.exists()
+    assert not (cache_root / "newer.bin").exists()  # the cap moved on to the next file
