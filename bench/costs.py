@@ -154,7 +154,7 @@ def main() -> None:
             baseline = statistics.median(rates["baseline"])
             ratios.append(tracker / baseline)
             print(
-                f"{label:28s} tracker {tracker:8.0f}/s   baseline {baseline:8.0f}/s   ratio {tracker / baseline:.2f}"
+                f"{label:28s} tracker {tracker:8.0f}/s   baseline {baseline:8.0f}/s   ratio {tracker / baseline:.3f}"
                 f"   (rounds: tracker {', '.join(f'{r:.0f}' for r in rates['tracker'])};"
                 f" baseline {', '.join(f'{r:.0f}' for r in rates['baseline'])})"
             )

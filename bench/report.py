@@ -167,13 +167,13 @@ def main() -> None:
         print(f"hand-written SQL aggregate (fetch all rows)   {sql:6.2f}s")
         for fmt, times in report_times.items():
             t = statistics.median(times)
-            print(f"budget_report --format {fmt:5}                  {t:6.2f}s   ratio {t / sql:.2f}")
+            print(f"budget_report --format {fmt:5}                  {t:6.2f}s   ratio {t / sql:.3f}")
         worst = max(statistics.median(t) for t in report_times.values()) / sql
         full_time, full_rss = report_process(["--format", "csv"])
         _, small_rss = report_process(["--format", "csv", "--job", "00000000-0000-0000-0000-000000000000"])
         print(f"peak memory (max RSS) of `manage.py budget_report --format csv` over all data: {full_rss:.0f} MB "
               f"({full_time:.1f}s as a process); over no jobs (Django alone): {small_rss:.0f} MB")  # fmt: skip
-        print(f"goal: within 1.5x of the SQL: {'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f}); "
+        print(f"goal: within 1.5x of the SQL: {'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.3f}); "
               f"under 200 MB: {'met' if full_rss < 200 else 'NOT met'}")  # fmt: skip
 
 

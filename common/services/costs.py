@@ -38,6 +38,7 @@ import functools
 import random
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
@@ -414,6 +415,9 @@ _PG_EXTRAS = {
         ", %(key)s, %(quantity)s::numeric, %(unit)s, %(unit_price)s::numeric",
     ),
 }
+# The charge cursor of each raw psycopg connection (weak keys: it goes when the connection goes).
+_CURSORS: weakref.WeakKeyDictionary[Any, psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+
 _PG_CHARGE_SQL = {
     (mode, extras): _PG_CHARGE.format(condition=condition, columns=columns, values=values)
     for mode, condition in _PG_CONDITIONS.items()
@@ -449,10 +453,13 @@ def _charge_fast(
     # for poolers such as pgbouncer); it is switched on for this one statement only. Django's own
     # cursors bind client-side and never prepare, so nothing else changes.
     raw = conn.connection
+    cursor = _CURSORS.get(raw)
+    if cursor is None or cursor.closed:
+        cursor = _CURSORS[raw] = psycopg.Cursor(raw)  # one per connection, reused: no set-up per charge
     threshold = raw.prepare_threshold
     raw.prepare_threshold = 0
     try:
-        with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        with conn.wrap_database_errors:
             cursor.execute(_PG_CHARGE_SQL[mode, extras], params, prepare=True)
             result = cursor.fetchone()
     finally:

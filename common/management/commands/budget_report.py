@@ -175,35 +175,48 @@ def job_rows(filters: Filters, near_share: Decimal, totals: Totals) -> Iterator[
         .values_list(*columns)
     )
     near_marks: dict[Decimal, Decimal] = {}  # budget -> near_share * budget (budgets repeat a lot)
-    for raw_id, raw_user, status, spent, budget in _stream(rows):
-        job_id = _uuid_text(raw_id)
-        held_amount = held_by_job.get(job_id, nothing_held)
-        share = (spent / budget).quantize(SHARE_PLACES) if budget else None
-        near_mark = near_marks.get(budget)
-        if near_mark is None:
-            near_mark = near_marks[budget] = near_share * budget
-        if spent > budget:
-            budget_status = "over"
-        elif budget and spent >= near_mark:
-            budget_status = "near"
-        else:
-            budget_status = "ok"
-        totals.jobs += 1
-        totals.spent += spent
-        totals.reserved += held_amount
-        totals.budget += budget
-        totals.over += budget_status == "over"
-        totals.near += budget_status == "near"
-        yield {
-            "job_id": job_id,
-            "user_id": _uuid_text(raw_user),
-            "status": status,
-            "spent": spent,
-            "reserved": held_amount,
-            "budget": budget,
-            "share_used": share,
-            "budget_status": budget_status,
-        }
+    # PostgreSQL prints UUIDs canonically; SQLite stores 32 hex digits.
+    canonical = _uuid_text if connection.vendor != "postgresql" else str
+    # Running totals in locals (this loop runs once per job), stored in ``totals`` as it goes.
+    spent_sum = reserved_sum = budget_sum = Decimal(0)
+    count = over = near = 0
+    try:
+        for raw_id, raw_user, status, spent, budget in _stream(rows):
+            job_id = canonical(raw_id)
+            held_amount = held_by_job.get(job_id, nothing_held)
+            share = (spent / budget).quantize(SHARE_PLACES) if budget else None
+            near_mark = near_marks.get(budget)
+            if near_mark is None:
+                near_mark = near_marks[budget] = near_share * budget
+            if spent > budget:
+                budget_status = "over"
+                over += 1
+            elif budget and spent >= near_mark:
+                budget_status = "near"
+                near += 1
+            else:
+                budget_status = "ok"
+            count += 1
+            spent_sum += spent
+            reserved_sum += held_amount
+            budget_sum += budget
+            yield {
+                "job_id": job_id,
+                "user_id": canonical(raw_user),
+                "status": status,
+                "spent": spent,
+                "reserved": held_amount,
+                "budget": budget,
+                "share_used": share,
+                "budget_status": budget_status,
+            }
+    finally:
+        totals.jobs += count
+        totals.spent += spent_sum
+        totals.reserved += reserved_sum
+        totals.budget += budget_sum
+        totals.over += over
+        totals.near += near
 
 
 def _uuid_text(value: str) -> str:
