@@ -200,7 +200,8 @@ class ResourceManager:
         try:
             memory = psutil.virtual_memory()
             cpu = float(psutil.cpu_percent(interval=None))
-            if self._process is None:
+            cpu_count = psutil.cpu_count() or 1
+            if self._process is None or self._process.pid != os.getpid():  # re-read after a fork
                 self._process = psutil.Process()
             rss = int(self._process.memory_info().rss)
             pid = self._process.pid
@@ -213,7 +214,7 @@ class ResourceManager:
             temp_disk=self.disk_usage(self.temp_root),
             cache_disk=self.disk_usage(self.cache_root),
             cpu_percent=cpu,
-            cpu_count=psutil.cpu_count() or 1,
+            cpu_count=cpu_count,
             process_rss=rss,
             pid=pid,
         )

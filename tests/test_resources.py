@@ -544,3 +544,23 @@ def test_lazy_imports() -> None:
     assert common.ResourceManager is ResourceManager
     assert common.temp_file_manager is temp_file_manager
     assert common.TempFileManager is type(temp_file_manager)
+
+
+def test_process_reading_follows_a_fork(roots) -> None:
+    """A manager created before a fork (pre-fork worker servers) reports the child's own RSS and pid."""
+    import multiprocessing
+
+    manager = ResourceManager()
+    assert manager.get_system_resources().pid == os.getpid()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        queue.put(manager.get_system_resources().pid == os.getpid())
+
+    process = ctx.Process(target=child)
+    process.start()
+    result = queue.get(timeout=30)
+    process.join(30)
+    assert result is True
+    assert process.exitcode == 0
