@@ -11,5 +11,10 @@ class CommonConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the system checks (importing the module registers them)."""
-        from common import checks  # noqa: F401
+        """Register the system checks and the receiver that frees a finished job's budget holds."""
+        from common import checks  # noqa: F401  (importing registers the checks)
+        from common.services import costs, jobs
+
+        # A completed, failed or cancelled job keeps no budget on hold. A signal (not a direct
+        # call) keeps the lifecycle service independent of the cost tracker.
+        jobs.job_finished.connect(costs.release_holds_on_finish, dispatch_uid="common.costs.release_holds")

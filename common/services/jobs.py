@@ -25,8 +25,6 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import DecimalField, Sum, Value
-from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -35,6 +33,7 @@ from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
 from common.selectors import JOB_NOT_FOUND, job_estimate_remaining, parse_job_id
+from common.services.costs import money_from_sum, money_sum
 
 __all__ = [
     "INVALID_TRANSITION",
@@ -108,10 +107,9 @@ def _check_stage_name(stage_name: str) -> None:
 
 def _stage_cost(job: Job, stage_name: str) -> Decimal:
     """Sum of the ledger rows recorded against one stage of the job."""
-    total = JobCost.objects.filter(job=job, stage_name=stage_name).aggregate(
-        total=Coalesce(Sum("cost"), Value(Decimal("0")), output_field=DecimalField(max_digits=14, decimal_places=6))
-    )["total"]
-    return Decimal(total)
+    # money_sum is exact on SQLite too, where a plain SUM would add the stored decimals as floats.
+    total = JobCost.objects.filter(job=job, stage_name=stage_name).aggregate(total=money_sum())["total"]
+    return money_from_sum(total)
 
 
 def _seconds_between(start: datetime | None, end: datetime) -> int | None:

@@ -534,3 +534,25 @@ def test_release_job_holds_and_finish_receiver():
     costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
     costs.release_holds_on_finish(Job, job=job, status="failed")
     assert reload(job).reserved_cost == 0
+
+
+@pytest.mark.parametrize("finish", ["fail", "cancel", "complete"])
+def test_finishing_a_job_through_the_lifecycle_releases_its_holds(finish, django_capture_on_commit_callbacks):
+    """The receiver is connected in CommonConfig.ready(): no budget stays on hold for a finished job."""
+    from common.errors import GenerationError
+    from common.services import jobs
+
+    job = make_job("1.00")
+    costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
+    assert reload(job).reserved_cost == Decimal("0.30")
+    with django_capture_on_commit_callbacks(execute=True):
+        if finish == "fail":
+            jobs.job_fail(job_id=job.id, error=GenerationError("clip 3 failed"))
+        elif finish == "cancel":
+            jobs.job_cancel(job_id=job.id)
+        else:
+            jobs.stage_start(job_id=job.id, stage_name="composition")  # completing needs a processing job
+            jobs.stage_complete(job_id=job.id, stage_name="composition")
+            jobs.job_complete(job_id=job.id, video_url="https://example.test/v.mp4")
+    assert reload(job).reserved_cost == 0
+    assert JobCostHold.objects.filter(job=job, status=HoldStatus.RELEASED).count() == 1
