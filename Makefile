@@ -18,6 +18,7 @@ migrate: $(STAMP)
 
 run: migrate
 	$(PY) manage.py check
+	$(PY) manage.py describe_config
 	$(PY) manage.py demo
 
 # The whole suite on SQLite, and again on PostgreSQL when DATABASE_URL names one
@@ -33,9 +34,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy common videogen
 
+# Benchmarks print figures and ratios against a baseline measured in the same run.
+# costs/report need PostgreSQL (DATABASE_URL, default the local server).
 bench: migrate
 	$(PY) bench/costs.py
 	$(PY) bench/report.py
+	$(PY) -m bench.jobs
+	$(PY) -m bench.tempfiles
+	$(PY) -m bench.services
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
