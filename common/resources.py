@@ -31,6 +31,7 @@ from common.log import get_logger
 from common.tempfiles import (
     JOBS_DIRNAME,
     CleanupStats,
+    FailureReport,
     SkipReason,
     TempFileManager,
     is_path_in_use,
@@ -98,7 +99,7 @@ class SystemResources:
 
 
 @dataclass
-class CacheEvictionStats:
+class CacheEvictionStats(FailureReport):
     """What the cache-size cap evicted (or, with ``dry_run``, would evict)."""
 
     limit_bytes: int
@@ -111,17 +112,6 @@ class CacheEvictionStats:
     root: str = ""
     evicted: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def errors(self) -> int:
-        """Number of files that could not be examined or evicted."""
-        return len(self.failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (``errors`` is the count, ``failures`` the details)."""
-        data = asdict(self)
-        data["errors"] = self.errors
-        return data
 
 
 def _existing(path: Path) -> Path:

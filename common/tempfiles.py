@@ -114,8 +114,25 @@ def is_path_in_use(path: Path | str) -> bool:
 # --------------------------------------------------------------------------- safe tree pruning
 
 
+class FailureReport:
+    """Mixin for statistics dataclasses with a ``failures`` list: an ``errors`` count and ``to_dict``."""
+
+    failures: list[dict[str, str]]
+
+    @property
+    def errors(self) -> int:
+        """Number of entries that could not be examined or removed."""
+        return len(self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict (``errors`` is the count, ``failures`` the details)."""
+        data = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
+        data["errors"] = self.errors
+        return data
+
+
 @dataclass
-class CleanupStats:
+class CleanupStats(FailureReport):
     """What a cleanup removed (or, with ``dry_run``, would remove) and what it left alone."""
 
     files_removed: int = 0
@@ -131,17 +148,6 @@ class CleanupStats:
     max_age_hours: float | None = None
     removed: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def errors(self) -> int:
-        """Number of entries that could not be examined or removed."""
-        return len(self.failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (``errors`` is the count, ``failures`` the details)."""
-        data = asdict(self)
-        data["errors"] = self.errors
-        return data
 
 
 class _Pruner:
