@@ -178,15 +178,12 @@ class EnvSettings:
         values = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Secret) and len(value) >= 8 and f.name not in ("database_url", "redis_url"):
+            if f.name in ("database_url", "redis_url"):
+                password = _redactable_password(value.reveal() if isinstance(value, Secret) else None)
+                if password:
+                    values.append(password)
+            elif isinstance(value, Secret) and len(value) >= MIN_REDACTED_LENGTH:
                 values.append(value.reveal())
-        password = urlsplit(self.database_url.reveal()).password
-        if password and len(password) >= 8:
-            values.append(unquote(password))
-        if self.redis_url is not None:
-            redis_password = urlsplit(self.redis_url.reveal()).password
-            if redis_password and len(redis_password) >= 8:
-                values.append(unquote(redis_password))
         return values
 
     def describe(self) -> list[str]:
@@ -228,6 +225,16 @@ class EnvSettings:
         return f"EnvSettings({', '.join(parts)})"
 
     __str__ = __repr__
+
+
+# Shorter values are not redacted: replacing every "abc" in the logs would hide more than it protects.
+MIN_REDACTED_LENGTH = 8
+
+
+def _redactable_password(url: str | None) -> str | None:
+    """The decoded password of ``url`` when it is long enough to redact, else ``None``."""
+    password = urlsplit((url or "").strip()).password
+    return unquote(password) if password and len(password) >= MIN_REDACTED_LENGTH else None
 
 
 def _strip_password(url: str) -> str:
@@ -529,12 +536,12 @@ def _cached_secret_values() -> tuple[str, ...]:
     # this module does not know yet is still a secret.
     for name in SECRET_VARIABLES:
         raw = (environ.get(name) or "").strip()
-        if len(raw) >= 8:
+        if len(raw) >= MIN_REDACTED_LENGTH:
             values.add(raw)
     for name in ("DATABASE_URL", "REDIS_URL"):
-        password = urlsplit((environ.get(name) or "").strip()).password
-        if password and len(password) >= 8:
-            values.add(unquote(password))
+        password = _redactable_password(environ.get(name))
+        if password:
+            values.add(password)
     # Longest first, so a secret that contains another is replaced whole.
     return tuple(sorted(values, key=len, reverse=True))
 
