@@ -16,11 +16,12 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -129,17 +130,24 @@ _URL_TOKEN = re.compile(r"(?i)([?&](?:token|signature|sig|x-amz-signature|apikey
 _KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
 
 
-def _configured_secrets() -> list[str]:
+def _configured_secrets() -> tuple[str, ...]:
     """Secret values of the environment (valid or not, so an invalid setup still redacts); empty if unreadable."""
     try:
         from common.conf import get_secret_values
 
-        return get_secret_values()
+        return tuple(get_secret_values())
     except Exception:  # noqa: BLE001 - redaction must never break logging
-        return []
+        return ()
 
 
-def redact(text: str, secrets: list[str] | None = None) -> str:
+@lru_cache(maxsize=4)
+def _as_in_json(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets plus their forms inside a JSON string (a quote, backslash or tab escaped), longest first."""
+    forms = set(secrets) | {json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Sequence[str] | None = None) -> str:
     """Replace configured secrets, bearer tokens and signed-URL tokens in ``text``."""
     for secret in secrets if secrets is not None else _configured_secrets():
         if secret and secret in text:
@@ -230,9 +238,9 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             payload["exception"] = redact(record.exc_text, secrets)
         text = json.dumps(payload, ensure_ascii=False, default=repr)
-        # Redact what arrived through extra fields (configured secrets, bearer tokens, signed-URL
-        # tokens, key shapes) on the serialised line; the replacements keep the JSON valid.
-        return redact(text, secrets)
+        # Redact what arrived through extra fields (configured secrets, as serialised, bearer tokens,
+        # signed-URL tokens, key shapes) on the serialised line; the replacements keep the JSON valid.
+        return redact(text, _as_in_json(secrets))
 
 
 def build_logging_config(level: str, log_file: str | None = None) -> dict[str, Any]:

@@ -434,6 +434,19 @@ def test_configured_secrets_are_redacted_everywhere(cap: Capture, monkeypatch: p
     assert "RuntimeError: auth failed for [REDACTED]" in second["exception"]
 
 
+def test_secrets_that_json_escapes_are_redacted_in_extras(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In the serialised line a quote or a backslash in a secret appears escaped (\" and \\).
+    odd_secret = 'jwt"secret\\value-0123456789-0123456789\t!'
+    use_environment(monkeypatch, {"JWT_SECRET_KEY": odd_secret})
+    cap.logger.info("signing with %s", odd_secret, extra={"key": odd_secret, "nested": [f"k={odd_secret};"]})
+    record = cap.last()
+    assert record["message"] == "signing with [REDACTED]"
+    assert record["key"] == "[REDACTED]"
+    assert record["nested"] == ["k=[REDACTED];"]
+    assert odd_secret not in cap.stream.getvalue()
+    assert json.dumps(odd_secret)[1:-1] not in cap.stream.getvalue()
+
+
 def test_bearer_tokens_are_redacted(cap: Capture) -> None:
     cap.logger.info(
         "sent Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc-def_123",
