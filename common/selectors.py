@@ -31,12 +31,23 @@ __all__ = [
     "job_list_for_user",
     "job_stages",
     "parse_job_id",
+    "parse_user_id",
     "stage_median_duration",
     "stage_median_durations",
 ]
 
 JOB_NOT_FOUND = "JOB_NOT_FOUND"
 INVALID_JOB_ID = "INVALID_JOB_ID"
+INVALID_USER_ID = "INVALID_USER_ID"
+
+
+def _parse_uuid(value: UUID | str, what: str, code: str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        raise ValidationError(f"{value!r} is not a valid {what} (expected a UUID)", code=code) from None
 
 
 def parse_job_id(job_id: UUID | str) -> UUID:
@@ -45,12 +56,16 @@ def parse_job_id(job_id: UUID | str) -> UUID:
     Raises:
         ValidationError: (code ``INVALID_JOB_ID``) when it is not a UUID.
     """
-    if isinstance(job_id, UUID):
-        return job_id
-    try:
-        return uuid.UUID(str(job_id))
-    except (ValueError, AttributeError, TypeError):
-        raise ValidationError(f"{job_id!r} is not a valid job id (expected a UUID)", code=INVALID_JOB_ID) from None
+    return _parse_uuid(job_id, "job id", INVALID_JOB_ID)
+
+
+def parse_user_id(user_id: UUID | str) -> UUID:
+    """Return ``user_id`` as a UUID.
+
+    Raises:
+        ValidationError: (code ``INVALID_USER_ID``) when it is not a UUID.
+    """
+    return _parse_uuid(user_id, "user id", INVALID_USER_ID)
 
 
 def job_get(*, job_id: UUID | str) -> Job:
@@ -67,8 +82,12 @@ def job_get(*, job_id: UUID | str) -> Job:
 
 
 def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> QuerySet[Job]:
-    """The user's jobs, newest first, optionally only those with ``status``."""
-    qs = Job.objects.filter(user_id=user_id).order_by("-created_at")
+    """The user's jobs, newest first, optionally only those with ``status``.
+
+    Raises:
+        ValidationError: a malformed user id (code ``INVALID_USER_ID``) or an unknown status.
+    """
+    qs = Job.objects.filter(user_id=parse_user_id(user_id)).order_by("-created_at")
     if status is not None:
         if status not in JobStatus.values:
             raise ValidationError(f"unknown job status {status!r}; expected one of {', '.join(JobStatus.values)}")

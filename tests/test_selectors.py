@@ -52,6 +52,9 @@ def test_job_list_for_user():
     assert list(job_list_for_user(user_id=USER, status="completed")) == [done]
     with pytest.raises(ValidationError, match="unknown job status 'done'; expected one of queued"):
         job_list_for_user(user_id=USER, status="done")
+    with pytest.raises(ValidationError, match="'bob' is not a valid user id") as info:
+        job_list_for_user(user_id="bob")
+    assert info.value.code == "INVALID_USER_ID"
 
 
 def test_stages_in_pipeline_order_and_costs_oldest_first():

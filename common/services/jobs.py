@@ -32,7 +32,7 @@ from common.conf import app_settings
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
-from common.selectors import JOB_NOT_FOUND, job_estimate_remaining, parse_job_id
+from common.selectors import JOB_NOT_FOUND, job_estimate_remaining, parse_job_id, parse_user_id
 from common.services.costs import money_from_sum, money_sum
 
 __all__ = [
@@ -160,10 +160,7 @@ def job_create(
     Raises:
         ValidationError: for a bad user id, an empty audio URL or prompt, or a negative/inexact budget.
     """
-    try:
-        user = parse_job_id(user_id)
-    except ValidationError:
-        raise ValidationError(f"{user_id!r} is not a valid user id (expected a UUID)", code="INVALID_USER_ID") from None
+    user = parse_user_id(user_id)
     if not isinstance(audio_url, str) or not audio_url.strip():
         raise ValidationError("audio_url must be a non-empty string")
     if not isinstance(user_prompt, str) or not user_prompt.strip():

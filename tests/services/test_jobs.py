@@ -122,6 +122,12 @@ def test_create_rejects_bad_input_and_writes_nothing(kwargs, fragment):
     assert Job.objects.count() == 0
 
 
+def test_create_with_a_malformed_user_id_says_so_by_code():
+    with pytest.raises(ValidationError) as info:
+        job_create(user_id="bob", audio_url="a", user_prompt="p")
+    assert info.value.code == "INVALID_USER_ID"
+
+
 # --------------------------------------------------------------------------- unknown jobs
 
 
