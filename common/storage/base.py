@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import File
 
+from common.conf import app_settings
 from common.errors import ValidationError
 from common.storage.content_types import detect_content_type, normalize_content_type, sniff_content_type
 from common.storage.paths import clean_object_path
 
-__all__ = ["BucketStorageMixin", "content_bytes"]
+__all__ = ["BucketStorageMixin", "content_bytes", "expiry_seconds"]
 
 BUCKET_OPTIONS = frozenset({"bucket", "max_size", "allowed_content_types", "file_overwrite"})
 
@@ -29,6 +30,18 @@ def content_bytes(content: File[Any] | bytes | bytearray | memoryview | str) -> 
             content.seek(0)
     data = content.read()
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def expiry_seconds(expires_in: object = None) -> int:
+    """Return the lifetime of a signed URL: ``expires_in`` whole seconds, or SIGNED_URL_EXPIRES_IN when None.
+
+    Raises:
+        ValidationError: for anything but a positive number of seconds (at least 1).
+    """
+    value = app_settings.SIGNED_URL_EXPIRES_IN if expires_in is None else expires_in
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
+        raise ValidationError("expires_in must be a positive number of seconds.", details={"expires_in": expires_in})
+    return int(value)
 
 
 class BucketStorageMixin:
@@ -128,8 +141,8 @@ class BucketStorageMixin:
         """Return the bytes stored at ``name``; ``FileNotFoundError`` when there is none."""
         raise NotImplementedError
 
-    def signed_url(self, name: str, expires_in: int) -> str:
-        """Return a URL that serves ``name`` without credentials until ``expires_in`` seconds from now."""
+    def signed_url(self, name: str, expires_in: int | None = None) -> str:
+        """Return a URL that serves ``name`` without credentials for ``expires_in`` seconds (see ``expiry_seconds``)."""
         raise NotImplementedError
 
     def list_objects(self, prefix: str = "") -> list[str]:

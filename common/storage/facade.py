@@ -16,10 +16,9 @@ from typing import TypeVar
 from asgiref.sync import sync_to_async
 from django.core.files.storage import storages
 
-from common.conf import app_settings
 from common.errors import ConfigError, PipelineError, StorageError, ValidationError
 from common.log import get_logger
-from common.storage.base import BucketStorageMixin, content_bytes
+from common.storage.base import BucketStorageMixin, content_bytes, expiry_seconds
 from common.storage.buckets import BUCKETS
 from common.storage.paths import clean_object_path, clean_prefix
 
@@ -118,14 +117,14 @@ def upload_file(
         ServiceUnavailableError: the storage service stayed unreachable after retries.
     """
     clean_object_path(path)
+    seconds = expiry_seconds(expires_in)  # refused before anything is stored
     storage = get_bucket_storage(bucket)
     data = content_bytes(file_data)
-    storage.check_upload(path, data, content_type)
     _translate(
         bucket, path, "upload", lambda: storage.save_object(path, data, content_type=content_type, upsert=upsert)
     )
     logger.info("Stored %s/%s (%d bytes)", bucket, path, len(data), extra={"bucket": bucket, "path": path})
-    return get_signed_url(bucket, path, expires_in=expires_in)
+    return _translate(bucket, path, "sign", lambda: storage.signed_url(path, seconds))
 
 
 def download_file(bucket: str, path: str) -> bytes:
@@ -142,11 +141,8 @@ def download_file(bucket: str, path: str) -> bytes:
 def get_signed_url(bucket: str, path: str, expires_in: int | None = None) -> str:
     """Return a URL that serves ``bucket/path`` without credentials for ``expires_in`` seconds (default 3600)."""
     clean_object_path(path)
-    seconds = int(app_settings.SIGNED_URL_EXPIRES_IN if expires_in is None else expires_in)
-    if seconds <= 0:
-        raise ValidationError("expires_in must be a positive number of seconds.", details={"expires_in": expires_in})
     storage = get_bucket_storage(bucket)
-    return _translate(bucket, path, "sign", lambda: storage.signed_url(path, seconds))
+    return _translate(bucket, path, "sign", lambda: storage.signed_url(path, expires_in))
 
 
 def delete_file(bucket: str, path: str) -> None:

@@ -15,8 +15,7 @@ from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from django.utils.deconstruct import deconstructible
 
-from common.conf import app_settings
-from common.storage.base import BucketStorageMixin
+from common.storage.base import BucketStorageMixin, expiry_seconds
 from common.storage.paths import clean_object_path, clean_prefix
 
 __all__ = ["SIGNED_URL_SALT", "LocalBucketStorage", "make_signed_token", "read_signed_token"]
@@ -141,16 +140,17 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
 
     def url(self, name: str | None, expire: int | None = None) -> str:
         """Return a signed URL for ``name`` that expires after ``expire`` seconds (default SIGNED_URL_EXPIRES_IN)."""
-        return self.signed_url(clean_object_path(name), expire or int(app_settings.SIGNED_URL_EXPIRES_IN))
+        return self.signed_url(clean_object_path(name), expire)
 
-    def signed_url(self, name: str, expires_in: int) -> str:
+    def signed_url(self, name: str, expires_in: int | None = None) -> str:
         """Return ``/storage/<bucket>/<path>?token=...``, served by ``common.storage.views.signed_download``.
 
         Raises ``FileNotFoundError`` for a missing file, as Supabase does.
         """
+        seconds = expiry_seconds(expires_in)
         if not os.path.isfile(self.path(name)):
             raise FileNotFoundError(f"{self.bucket_name}/{name} does not exist")
-        token = make_signed_token(self.bucket_name, name, expires_in)
+        token = make_signed_token(self.bucket_name, name, seconds)
         base = reverse("common:storage-signed-download", kwargs={"bucket": self.bucket_name, "path": name})
         return f"{base}?{urlencode({'token': token})}"
 

@@ -17,7 +17,7 @@ from common.conf import app_settings
 from common.errors import RetryableError, ServiceUnavailableError, StorageError, ValidationError
 from common.log import get_logger
 from common.retry import retry_with_backoff
-from common.storage.base import BucketStorageMixin
+from common.storage.base import BucketStorageMixin, expiry_seconds
 from common.storage.client import get_supabase_client, make_supabase_client
 from common.storage.paths import clean_object_path, clean_prefix
 
@@ -163,14 +163,11 @@ class SupabaseStorage(BucketStorageMixin, Storage):
         clean_object_path(name)
         return self._call("download", name, lambda: bytes(self._bucket().download(name)))
 
-    def signed_url(self, name: str, expires_in: int) -> str:
+    def signed_url(self, name: str, expires_in: int | None = None) -> str:
         """Ask Supabase for a signed URL valid for ``expires_in`` seconds."""
         clean_object_path(name)
-        if expires_in <= 0:
-            raise ValidationError(
-                "expires_in must be a positive number of seconds.", details={"expires_in": expires_in}
-            )
-        result = self._call("sign", name, lambda: self._bucket().create_signed_url(name, int(expires_in)))
+        seconds = expiry_seconds(expires_in)
+        result = self._call("sign", name, lambda: self._bucket().create_signed_url(name, seconds))
         url = result.get("signedURL") or result.get("signedUrl")
         if not url:
             raise StorageError(f"Supabase Storage returned no signed URL for {self.bucket_name}/{name}.")
@@ -268,4 +265,4 @@ class SupabaseStorage(BucketStorageMixin, Storage):
 
     def url(self, name: str | None, expire: int | None = None) -> str:
         """Return a signed URL for ``name`` (the buckets are private) valid ``expire`` seconds."""
-        return self.signed_url(clean_object_path(name), expire or int(app_settings.SIGNED_URL_EXPIRES_IN))
+        return self.signed_url(clean_object_path(name), expire)

@@ -116,6 +116,21 @@ class TestStorageContract:
         assert status == 403
         assert samples.MP4 not in body
 
+    @pytest.mark.parametrize("expires_in", [0, -1, 0.5, "60", True, float("nan")])
+    def test_bad_expiry_refused_before_anything_is_stored(self, backend: Backend, expires_in: object) -> None:
+        before = backend.sent()
+        with pytest.raises(errors.ValidationError, match="expires_in"):
+            facade.upload_file("video-outputs", "job/final.mp4", samples.MP4, expires_in=expires_in)  # type: ignore[arg-type]
+        assert backend.sent() == before
+        assert not facade.exists("video-outputs", "job/final.mp4")
+        facade.upload_file("video-outputs", "job/final.mp4", samples.MP4)  # not ALREADY_EXISTS: nothing was stored
+        for call in (
+            lambda: facade.get_signed_url("video-outputs", "job/final.mp4", expires_in=expires_in),  # type: ignore[arg-type]
+            lambda: storages["video-outputs"].url("job/final.mp4", expire=expires_in),  # type: ignore[call-arg]
+        ):
+            with pytest.raises(errors.ValidationError, match="expires_in"):
+                call()
+
     def test_signed_url_does_not_serve_another_object(self, backend: Backend) -> None:
         facade.upload_file("video-outputs", "job/a.mp4", samples.MP4)
         facade.upload_file("video-outputs", "job/b.mp4", samples.MP4 + b"secret")
