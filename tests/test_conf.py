@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from common import conf
 from common.conf import (
     DEFAULTS,
     REQUIRED_OUTSIDE_DEVELOPMENT,
+    SECRET_VARIABLES,
     ConfigProblem,
     Environment,
     EnvSettings,
@@ -675,6 +676,35 @@ def test_env_settings_default_construction() -> None:
 
 
 # --------------------------------------------------------------------------- .env.example
+
+
+class _RecordingEnviron(Mapping[str, str]):
+    """An environment mapping that remembers every name looked up."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@pytest.mark.parametrize("environ", [{}, PRODUCTION_ENV], ids=["development", "production"])
+def test_env_tools_clear_every_variable_conf_reads(environ: dict[str, str]) -> None:
+    # tests.envtools keeps its own list on purpose (conf has no list of every variable it reads);
+    # this catches a new variable that the test helpers would not clear from a developer's shell.
+    recording = _RecordingEnviron(dict(environ))
+    load_env_settings(recording, strict=False)
+    assert recording.read
+    assert recording.read <= set(CONF_VARIABLES)
+    assert set(REQUIRED_OUTSIDE_DEVELOPMENT) | SECRET_VARIABLES <= set(CONF_VARIABLES)
 
 
 def test_env_example_documents_every_variable_and_loads_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
