@@ -43,10 +43,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
-import psycopg
 from asgiref.sync import sync_to_async
 from django.db import (
     DEFAULT_DB_ALIAS,
@@ -66,6 +65,9 @@ from common.conf import app_settings
 from common.errors import BudgetExceededError, ServiceUnavailableError, ValidationError
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCost, JobCostHold
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "DEFAULT_API_PRICES",
@@ -415,8 +417,10 @@ _PG_EXTRAS = {
         ", %(key)s, %(quantity)s::numeric, %(unit)s, %(unit_price)s::numeric",
     ),
 }
-# The charge cursor of each raw psycopg connection (weak keys: it goes when the connection goes).
-_CURSORS: weakref.WeakKeyDictionary[Any, psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+# The charge cursor of each Django connection (per thread), for its current raw psycopg connection.
+# Keyed on the Django wrapper, not on the raw connection: the cursor references its raw connection,
+# so a raw key would never be dropped (closed or pool-recycled connections would pile up).
+_CURSORS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
 
 _PG_CHARGE_SQL = {
     (mode, extras): _PG_CHARGE.format(condition=condition, columns=columns, values=values)
@@ -452,10 +456,12 @@ def _charge_fast(
     # skips parsing and planning. Django opens connections with prepare_threshold=None (preparing off,
     # for poolers such as pgbouncer); it is switched on for this one statement only. Django's own
     # cursors bind client-side and never prepare, so nothing else changes.
+    import psycopg  # here, not at module level: on SQLite the import (~80 ms) would be start-up time for nothing
+
     raw = conn.connection
-    cursor = _CURSORS.get(raw)
-    if cursor is None or cursor.closed:
-        cursor = _CURSORS[raw] = psycopg.Cursor(raw)  # one per connection, reused: no set-up per charge
+    cursor = _CURSORS.get(conn)
+    if cursor is None or cursor.closed or cursor.connection is not raw:
+        cursor = _CURSORS[conn] = psycopg.Cursor(raw)  # one per connection, reused: no set-up per charge
     threshold = raw.prepare_threshold
     raw.prepare_threshold = 0
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -192,3 +193,37 @@ def test_unique_job_ids_are_independent():
     for job in jobs:
         job.refresh_from_db()
         assert job.total_cost == Decimal("1.00")
+
+
+@pytest.mark.postgres
+def test_charge_statement_alone_is_prepared_and_the_connection_setting_restored():
+    """The hot path prepares its own statement; Django's queries stay unprepared, also after a failed charge."""
+    job = make_job("20.00")
+    costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True)
+    first = costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True, idempotency_key="clip-1")
+    # A duplicate key fails inside the prepared statement (unique violation): the first row comes back.
+    assert costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True, idempotency_key="clip-1") == first
+    assert connection.connection.prepare_threshold is None
+    assert costs.get_total_cost(job.id) == 2 * CHARGE
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert prepared
+    assert all(statement.lstrip().startswith("WITH j AS (") for statement in prepared), prepared
+
+
+@pytest.mark.postgres
+def test_charge_cursors_go_with_their_threads_and_connections():
+    """The cached charge cursor does not keep closed connections alive."""
+    job = make_job("20.00")
+
+    def charge_then_drop_connection(i: int) -> None:
+        costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True)
+        connection.connection.close()  # the pool discards it; a cursor must not keep it (and its entry) alive
+
+    gc.collect()
+    before = len(costs._CURSORS)
+    run_threads(4, charge_then_drop_connection)
+    gc.collect()
+    assert len(costs._CURSORS) <= before
+    assert costs.get_total_cost(job.id) == 4 * CHARGE
