@@ -25,6 +25,11 @@ def content_bytes(content: File[Any] | bytes | bytearray | memoryview | str) -> 
         return bytes(content)
     if isinstance(content, str):
         return content.encode("utf-8")
+    if not hasattr(content, "read"):
+        raise ValidationError(
+            f"The file data must be bytes or a file object, not {type(content).__name__}.",
+            details={"type": type(content).__name__},
+        )
     if hasattr(content, "seek"):
         with contextlib.suppress(OSError, ValueError):
             content.seek(0)
@@ -104,6 +109,12 @@ class BucketStorageMixin:
         clean_object_path(name)
         self.check_size(name, len(data))
         details = {"bucket": self.bucket_name, "path": name, "size": len(data)}
+        if content_type is not None and not isinstance(content_type, str):
+            raise ValidationError(
+                f"The content type must be a string such as 'audio/mpeg', not {content_type!r}.",
+                code="INVALID_CONTENT_TYPE",
+                details={**details, "content_type": repr(content_type)},
+            )
         chosen = normalize_content_type(content_type) if content_type else detect_content_type(data, name)
         if self.allowed_content_types is not None:
             allowed = ", ".join(self.allowed_content_types)

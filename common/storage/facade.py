@@ -51,7 +51,7 @@ def get_bucket_storage(bucket: str) -> BucketStorageMixin:
         ValidationError: for a bucket name that is not one of the four buckets.
         ConfigError: when ``STORAGES[bucket]`` is missing or is not a bucket backend.
     """
-    if bucket not in BUCKETS:
+    if not isinstance(bucket, str) or bucket not in BUCKETS:
         raise ValidationError(
             f"Unknown bucket {bucket!r}; expected one of {', '.join(BUCKETS)}.",
             code="INVALID_BUCKET",

@@ -36,7 +36,11 @@ def clean_object_path(path: object) -> str:
         raise _refuse(path, "it contains a backslash (use '/' to separate folders)")
     if path.startswith("/"):
         raise _refuse(path, "it is absolute (remove the leading '/')")
-    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _refuse(path, "it is not valid Unicode text (a lone surrogate)") from None
+    if size > MAX_PATH_BYTES:
         raise _refuse(path, f"it is longer than {MAX_PATH_BYTES} bytes")
     segments = path.split("/")
     if any(s in (".", "..") for s in segments):

@@ -28,6 +28,7 @@ BAD_PATHS = [
     "a//b.mp3",
     "folder/",
     "x" * 1025,
+    "a\udc80.mp3",  # a lone surrogate: not encodable as UTF-8
 ]
 
 
@@ -194,6 +195,26 @@ class TestStorageContract:
         with pytest.raises(errors.ValidationError) as caught:
             facade.upload_file("public", "a.mp3", samples.MP3)
         assert caught.value.code == "INVALID_BUCKET"
+        with pytest.raises(errors.ValidationError) as unhashable:
+            facade.download_file(["audio-uploads"], "a.mp3")  # type: ignore[arg-type]
+        assert unhashable.value.code == "INVALID_BUCKET"
+
+    @pytest.mark.parametrize(
+        ("file_data", "content_type", "code"),
+        [
+            (None, None, "VALIDATION_ERROR"),
+            (42, None, "VALIDATION_ERROR"),
+            (samples.MP3, 42, "INVALID_CONTENT_TYPE"),
+        ],
+    )
+    def test_bad_arguments_refused_before_sending(
+        self, backend: Backend, file_data: object, content_type: object, code: str
+    ) -> None:
+        before = backend.sent()
+        with pytest.raises(errors.ValidationError) as caught:
+            facade.upload_file("audio-uploads", "a.mp3", file_data, content_type)  # type: ignore[arg-type]
+        assert caught.value.code == code
+        assert backend.sent() == before
 
     def test_django_storage_api(self, backend: Backend) -> None:
         storage = storages["video-clips"]
