@@ -277,11 +277,7 @@ class ResourceManager:
             ValidationError: when ``bytes_needed`` is negative or not an integer.
             ResourceError: when less than ``bytes_needed`` is free.
         """
-        if isinstance(bytes_needed, bool) or not isinstance(bytes_needed, int) or bytes_needed < 0:
-            raise ValidationError(
-                f"bytes_needed must be a non-negative integer, got {bytes_needed!r}",
-                details={"field": "bytes_needed"},
-            )
+        _non_negative_int(bytes_needed, "bytes_needed")
         usage = self.disk_usage(path if path is not None else self.temp_root)
         if usage.free < bytes_needed:
             raise ResourceError(
@@ -307,13 +303,8 @@ class ResourceManager:
             ValidationError: when ``bytes_needed`` is negative or not an integer.
             ResourceError: when memory is short.
         """
-        if bytes_needed is not None and (
-            isinstance(bytes_needed, bool) or not isinstance(bytes_needed, int) or bytes_needed < 0
-        ):
-            raise ValidationError(
-                f"bytes_needed must be a non-negative integer, got {bytes_needed!r}",
-                details={"field": "bytes_needed"},
-            )
+        if bytes_needed is not None:
+            _non_negative_int(bytes_needed, "bytes_needed")
         sample = self.get_system_resources()
         threshold = float(_settings().MEMORY_THRESHOLD_PERCENT)
         details: dict[str, Any] = {
@@ -466,10 +457,7 @@ class ResourceManager:
         """
         if max_bytes is None:
             max_bytes = int(_settings().CACHE_DIR_MAX_BYTES)
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValidationError(
-                f"max_bytes must be a non-negative integer, got {max_bytes!r}", details={"field": "max_bytes"}
-            )
+        _non_negative_int(max_bytes, "max_bytes")
         root = self.cache_root
         stats = CacheEvictionStats(limit_bytes=max_bytes, dry_run=dry_run, root=str(root))
         files: list[tuple[float, str, int]] = []
@@ -610,8 +598,7 @@ class ResourceManager:
 
         async def loop() -> None:
             while True:
-                sample = await asyncio.to_thread(self.sample_and_check)
-                del sample
+                await asyncio.to_thread(self.sample_and_check)
                 await asyncio.sleep(seconds)
 
         return self._start_task("monitor", loop)
@@ -714,6 +701,11 @@ def _positive(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
         raise ValidationError(f"{what} must be a positive number, got {value!r}", details={"field": what})
     return float(value)
+
+
+def _non_negative_int(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{what} must be a non-negative integer, got {value!r}", details={"field": what})
 
 
 def _close_db_connections() -> None:

@@ -170,8 +170,9 @@ def test_ensure_free_disk(roots, manager: ResourceManager) -> None:
     assert error.details["free_bytes"] <= usage.total
     assert "cleanup_temp_files" in error.message
     for bad in (-1, 1.5, "10", True):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError) as bad_info:
             manager.ensure_free_disk(bad)  # type: ignore[arg-type]
+        assert bad_info.value.details == {"field": "bytes_needed"}
 
 
 def test_ensure_memory(roots, manager: ResourceManager) -> None:
@@ -186,8 +187,9 @@ def test_ensure_memory(roots, manager: ResourceManager) -> None:
     with override_settings(VIDEOGEN_COMMON={"MEMORY_THRESHOLD_PERCENT": 0.0}), pytest.raises(ResourceError) as excinfo:
         manager.ensure_memory()
     assert excinfo.value.details["threshold_percent"] == 0.0
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as bad_info:
         manager.ensure_memory(-5)
+    assert bad_info.value.details == {"field": "bytes_needed"}
 
 
 # --------------------------------------------------------------------------- temp cleanup
@@ -409,8 +411,9 @@ def test_cache_cap_from_settings_and_validation(roots, manager) -> None:
     assert stats.files_evicted == 2
     assert sorted(p.name for p in cache_root.iterdir()) == ["f2", "f3"]
     for bad in (-1, 1.5, "1", True):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError) as bad_info:
             manager.enforce_cache_limit(bad)
+        assert bad_info.value.details == {"field": "max_bytes"}
     stop = threading.Event()
     stop.set()
     assert manager.enforce_cache_limit(0, stop=stop).interrupted
