@@ -68,15 +68,16 @@ def parse_user_id(user_id: UUID | str) -> UUID:
     return _parse_uuid(user_id, "user id", INVALID_USER_ID)
 
 
-def job_get(*, job_id: UUID | str) -> Job:
-    """Return the job with ``job_id``.
+def job_get(*, job_id: UUID | str, for_update: bool = False) -> Job:
+    """Return the job with ``job_id``; with ``for_update`` its row locked (call inside ``transaction.atomic``).
 
     Raises:
-        ValidationError: code ``JOB_NOT_FOUND`` when there is no such job.
+        ValidationError: code ``INVALID_JOB_ID`` for a malformed id, ``JOB_NOT_FOUND`` when there is no such job.
     """
     pk = parse_job_id(job_id)
+    jobs = Job.objects.select_for_update() if for_update else Job.objects.all()
     try:
-        return Job.objects.get(pk=pk)
+        return jobs.get(pk=pk)
     except Job.DoesNotExist:
         raise ValidationError(f"job {pk} does not exist", job_id=pk, code=JOB_NOT_FOUND) from None
 

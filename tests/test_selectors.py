@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
@@ -43,6 +44,17 @@ def test_job_get_and_errors():
         job_get(job_id="nope")
     assert info.value.code == "INVALID_JOB_ID"
     assert parse_job_id(job.id) is job.id
+
+
+def test_job_get_for_update_locks_the_row():
+    job = new_job()
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        assert job_get(job_id=job.id, for_update=True) == job
+    if connection.features.has_select_for_update:
+        assert any("FOR UPDATE" in query["sql"] for query in ctx.captured_queries)
+    with pytest.raises(ValidationError) as info, transaction.atomic():
+        job_get(job_id=uuid.uuid4(), for_update=True)
+    assert info.value.code == "JOB_NOT_FOUND"
 
 
 def test_job_list_for_user():

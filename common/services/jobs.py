@@ -32,7 +32,7 @@ from common.conf import app_settings
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
-from common.selectors import JOB_NOT_FOUND, job_estimate_remaining, parse_job_id, parse_user_id
+from common.selectors import job_estimate_remaining, job_get, parse_user_id
 from common.services.costs import money_from_sum, money_sum
 
 __all__ = [
@@ -83,11 +83,7 @@ def _illegal(job: Job, message: str, **details: Any) -> ValidationError:
 
 def _lock_job(job_id: UUID | str) -> Job:
     """Return the job row locked for update (call inside ``transaction.atomic``)."""
-    pk = parse_job_id(job_id)
-    try:
-        return Job.objects.select_for_update().get(pk=pk)
-    except Job.DoesNotExist:
-        raise ValidationError(f"job {pk} does not exist", job_id=pk, code=JOB_NOT_FOUND) from None
+    return job_get(job_id=job_id, for_update=True)
 
 
 def _require_active(job: Job, action: str) -> None:
