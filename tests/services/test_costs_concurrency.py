@@ -129,26 +129,36 @@ print(json.dumps({"accepted": accepted}))
 """
 
 
-@pytest.mark.postgres
-def test_four_processes_never_overspend():
-    job = make_job("20.00")
+def start_processes(job_id, count: int = 4, charges: int = 100) -> list[subprocess.Popen[str]]:
+    """Start ``count`` Python processes, each trying ``charges`` enforced charges on the job (test database)."""
     env = {**os.environ, "COSTS_TEST_DB": connection.settings_dict["NAME"]}
-    procs = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, str(job.id), "100"],
+            [sys.executable, "-c", PROCESS_SCRIPT, str(job_id), str(charges)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(count)
     ]
+
+
+def accepted_by(procs: list[subprocess.Popen[str]]) -> int:
+    """Wait for the processes; return how many charges they got accepted in all."""
     accepted = 0
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         accepted += json.loads(out.strip().splitlines()[-1])["accepted"]
+    return accepted
+
+
+@pytest.mark.postgres
+def test_four_processes_never_overspend():
+    job = make_job("20.00")
+    accepted = accepted_by(start_processes(job.id))
     # 400 tries of 0.06 = 24.00 wanted; exactly 333 fit in 20.00.
     job.refresh_from_db()
     assert accepted == 333
@@ -160,25 +170,10 @@ def test_four_processes_never_overspend():
 def test_four_processes_with_sixteen_threads_in_all():
     """Processes and threads together: 4 processes x 100 charges plus 4 local threads x 25."""
     job = make_job("20.00")
-    env = {**os.environ, "COSTS_TEST_DB": connection.settings_dict["NAME"]}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, str(job.id), "100"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    procs = start_processes(job.id)
     # Threads in this process charge the same job while the processes run.
     local = sum(run_threads(4, lambda i: charge_loop(job.id, 25)))
-    total = local
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        total += json.loads(out.strip().splitlines()[-1])["accepted"]
+    total = local + accepted_by(procs)
     job.refresh_from_db()
     assert total == 333
     assert job.total_cost == Decimal("19.98")
