@@ -179,9 +179,7 @@ class EnvSettings:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("database_url", "redis_url"):
-                password = _redactable_password(value.reveal() if isinstance(value, Secret) else None)
-                if password:
-                    values.append(password)
+                values.extend(sorted(_redactable_passwords(value.reveal() if isinstance(value, Secret) else None)))
             elif isinstance(value, Secret) and len(value) >= MIN_REDACTED_LENGTH:
                 values.append(value.reveal())
         return values
@@ -231,10 +229,12 @@ class EnvSettings:
 MIN_REDACTED_LENGTH = 8
 
 
-def _redactable_password(url: str | None) -> str | None:
-    """The decoded password of ``url`` when it is long enough to redact, else ``None``."""
+def _redactable_passwords(url: str | None) -> set[str]:
+    """The password of ``url`` as written and decoded (a log may show either), when long enough to redact."""
     password = urlsplit((url or "").strip()).password
-    return unquote(password) if password and len(password) >= MIN_REDACTED_LENGTH else None
+    if not password:
+        return set()
+    return {form for form in (password, unquote(password)) if len(form) >= MIN_REDACTED_LENGTH}
 
 
 def _strip_password(url: str) -> str:
@@ -539,16 +539,14 @@ def _cached_secret_values() -> tuple[str, ...]:
         if len(raw) >= MIN_REDACTED_LENGTH:
             values.add(raw)
     for name in ("DATABASE_URL", "REDIS_URL"):
-        password = _redactable_password(environ.get(name))
-        if password:
-            values.add(password)
+        values |= _redactable_passwords(environ.get(name))
     # Longest first, so a secret that contains another is replaced whole.
     return tuple(sorted(values, key=len, reverse=True))
 
 
-def get_secret_values() -> list[str]:
+def get_secret_values() -> tuple[str, ...]:
     """Every secret value of the environment, valid or not, longest first (for log redaction)."""
-    return list(_cached_secret_values())
+    return _cached_secret_values()
 
 
 def reset_settings_cache() -> None:

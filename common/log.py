@@ -135,7 +135,7 @@ def _configured_secrets() -> tuple[str, ...]:
     try:
         from common.conf import get_secret_values
 
-        return tuple(get_secret_values())
+        return get_secret_values()
     except Exception:  # noqa: BLE001 - redaction must never break logging
         return ()
 

@@ -754,3 +754,11 @@ def test_get_secret_values_covers_invalid_values_longest_first(monkeypatch: pyte
     assert "changed-but-cached" not in conf.get_secret_values()
     conf.reset_settings_cache()
     assert "changed-but-cached" in conf.get_secret_values()
+
+
+def test_secret_values_cover_the_percent_encoded_password_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A log line may carry the URL as configured, where the password is still percent-encoded.
+    use_environment(monkeypatch, {"DATABASE_URL": "postgres://u:p%40ss%22word-long@h/db"})
+    assert {"p%40ss%22word-long", 'p@ss"word-long'} <= set(conf.get_secret_values())
+    env, _ = load_env_settings({"DATABASE_URL": "postgres://u:p%40ss%22word-long@h/db"})
+    assert {"p%40ss%22word-long", 'p@ss"word-long'} <= set(env.secret_values())

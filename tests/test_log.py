@@ -385,7 +385,7 @@ def test_formatter_survives_a_record_without_attributes() -> None:
 
 
 def test_formatter_survives_a_failing_secret_lookup(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken() -> list[str]:
+    def broken() -> tuple[str, ...]:
         raise PermissionError("cannot read .env")
 
     monkeypatch.setattr(conf, "get_secret_values", broken)
