@@ -79,7 +79,8 @@ class ConnectionFactory(_RedisConnectionFactory):
         timeout = float(app_settings.CACHE_SOCKET_TIMEOUT)
         params.setdefault("socket_timeout", timeout)
         params.setdefault("socket_connect_timeout", timeout)
-        # redis-py retries failed connections with backoff by default; a cache must fail fast instead.
+        # Pooled redis-py connections already default to no retries, but "?retry_on_timeout=true" in
+        # REDIS_URL would add one (a second full timeout); an explicit policy keeps a down cache at one wait.
         params["retry"] = Retry(NoBackoff(), 0)
         return params
 

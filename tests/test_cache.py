@@ -6,20 +6,24 @@ import datetime as dt
 import json
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from enum import Enum
 
 import pytest
 import redis
+from django.core.cache import caches
 from django.test import override_settings
 from pydantic import BaseModel
 
 from common import cache
 from common.conf import app_settings
 from common.errors import ValidationError
+from tests.servicekit import closed_port
 
 
 def redis_caches(url: str) -> dict:
@@ -187,14 +191,6 @@ class TestRedisKeys:
                 cache.delete(f"{key}:json")
 
 
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.fixture
 def cache_warnings(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
     """Records logged by common.cache (the warning throttle is reset)."""
@@ -239,20 +235,49 @@ class TestRedisDown:
             assert await cache.ahealth_check() is False
 
     def test_unresponsive_server_times_out(self) -> None:
-        # A socket that accepts connections (the kernel's backlog) but never answers.
+        """A server that accepts connections and never answers: each call gives up after one bounded wait.
+
+        The bound is proved without timing anything: every socket of the pool has the configured
+        connect and read timeout, no retries, and each call opened exactly one connection. A call
+        that hung would fail ``result(timeout=...)`` instead of hanging the run.
+        """
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
+        silent.settimeout(0.05)
         port = silent.getsockname()[1]
+        accepted: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept() -> None:  # until stopped and no connection is waiting
+            while True:
+                try:
+                    accepted.append(silent.accept()[0])
+                except TimeoutError:
+                    if stop.is_set():
+                        return
+
+        acceptor = threading.Thread(target=accept, daemon=True)
+        acceptor.start()
+        worker = ThreadPoolExecutor(max_workers=1)
         try:
-            with (
-                override_settings(
-                    CACHES=redis_caches(f"redis://127.0.0.1:{port}/0"), VIDEOGEN_COMMON={"CACHE_SOCKET_TIMEOUT": 0.2}
-                ),
+            with override_settings(
+                CACHES=redis_caches(f"redis://127.0.0.1:{port}/0"), VIDEOGEN_COMMON={"CACHE_SOCKET_TIMEOUT": 0.2}
             ):
-                assert cache.get("k", "miss") == "miss"
-                assert cache.set("k", 1) is False
+                assert worker.submit(cache.get, "k", "miss").result(timeout=30) == "miss"
+                assert worker.submit(cache.set, "k", 1).result(timeout=30) is False
+                kwargs = caches[cache.CACHE_ALIAS].client.get_client().connection_pool.connection_kwargs
+            assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.2
+            assert kwargs["retry"].get_retries() == 0
+            stop.set()
+            acceptor.join()
+            assert len(accepted) == 2  # one connection per call: nothing was retried
         finally:
+            worker.shutdown(wait=False)
+            stop.set()
+            acceptor.join()
+            for conn in accepted:
+                conn.close()
             silent.close()
 
     def test_ping_raises_service_unavailable(self) -> None:
@@ -275,6 +300,12 @@ class TestConnectionFactory:
         with override_settings(VIDEOGEN_COMMON={"CACHE_SOCKET_TIMEOUT": 0.25}):
             params = cache.ConnectionFactory({}).make_connection_params("redis://127.0.0.1:6379/0")
             assert params["socket_timeout"] == 0.25
+
+    def test_no_retry_even_when_the_url_asks_for_it(self) -> None:
+        client = cache.ConnectionFactory({}).connect(f"redis://127.0.0.1:{closed_port()}/0?retry_on_timeout=true")
+        connection = client.connection_pool.make_connection()
+        assert connection.retry_on_error  # the URL option was read...
+        assert connection.retry.get_retries() == 0  # ...and still nothing is retried
 
     def test_explicit_options_win(self) -> None:
         factory = cache.ConnectionFactory({"SOCKET_TIMEOUT": 2, "SOCKET_CONNECT_TIMEOUT": 1})
