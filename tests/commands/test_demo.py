@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db.models import Sum
 
 from common.models import Job, JobCost, JobCostHold, JobStatus, StageStatus
+from common.services import costs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +34,7 @@ def test_demo_runs_pipeline_and_one_job_hits_its_budget():
     completed = [j for j in jobs if j.status == JobStatus.COMPLETED]
     assert len(completed) == 2
     for job in jobs:
-        ledger = JobCost.objects.filter(job=job).aggregate(s=Sum("cost"))["s"] or Decimal(0)
+        ledger = costs.money_from_sum(JobCost.objects.filter(job=job).aggregate(s=costs.money_sum())["s"])
         assert ledger == job.total_cost
         assert job.reserved_cost == 0
     for job in completed:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
-from django.db.models import Sum
+from django.utils import timezone
 
 from common.errors import BudgetExceededError
 from common.models import HoldStatus, Job, JobCost, JobCostHold
@@ -38,7 +41,8 @@ def charge_loop(job_id, n: int, amount: Decimal = CHARGE, stage: str = "video_ge
 
 
 def ledger_sum(job_id) -> Decimal:
-    return JobCost.objects.filter(job_id=job_id).aggregate(s=Sum("cost"))["s"] or Decimal(0)
+    """The exact ledger sum (a plain SUM adds floats on SQLite)."""
+    return costs.money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=costs.money_sum())["s"])
 
 
 def test_sixteen_threads_never_overspend():
@@ -222,3 +226,37 @@ def test_charge_cursors_go_with_their_threads_and_connections():
     gc.collect()
     assert len(costs._CURSORS) <= before
     assert costs.get_total_cost(job.id) == 4 * CHARGE
+
+
+def test_reserved_cost_stays_the_sum_of_open_holds_under_concurrent_hold_traffic():
+    """jobs.reserved_cost is derived state: after racing reserve/settle/release/charge (some holds left open,
+    one expired later) it equals the sum of the active holds, and reconcile_costs finds nothing to repair."""
+    job = make_job("50.00")
+
+    def worker(i: int) -> None:
+        for n in range(9):
+            hold = costs.reserve(job.id, "video_generation", "svd", Decimal("0.20"))
+            if n % 3 == 0:
+                costs.release(hold)
+            elif n % 3 == 1:
+                costs.settle(hold, Decimal("0.15"))
+            # n % 3 == 2: left open, as by a worker still generating
+            costs.track_cost(job.id, "composition", "gpt-4-turbo", Decimal("0.01"), enforce=True)
+
+    def open_holds() -> Decimal:
+        active = JobCostHold.objects.filter(job_id=job.id, status=HoldStatus.ACTIVE)
+        return sum(active.values_list("amount", flat=True), Decimal(0))
+
+    run_threads(8, worker)
+    job.refresh_from_db()
+    assert open_holds() == Decimal("4.80")  # 8 workers x 3 open holds x 0.20
+    assert job.reserved_cost == open_holds()
+    assert job.total_cost == ledger_sum(job.id) == Decimal("4.32")  # 8 x (3 x 0.15 + 9 x 0.01)
+    # A crashed worker's hold goes stale; the next locked operation expires it and recomputes the sum.
+    stale = JobCostHold.objects.filter(job_id=job.id, status=HoldStatus.ACTIVE).first()
+    assert stale is not None
+    JobCostHold.objects.filter(id=stale.id).update(created_at=timezone.now() - timedelta(hours=1))
+    costs.reserve(job.id, "video_generation", "svd", Decimal("0.20"))
+    job.refresh_from_db()
+    assert job.reserved_cost == open_holds() == Decimal("4.80")
+    call_command("reconcile_costs", stdout=io.StringIO())  # raises CommandError (exit 1) on any mismatch
