@@ -35,6 +35,7 @@ from common import cache  # noqa: E402
 from common.health import run_checks  # noqa: E402
 from common.storage import facade  # noqa: E402
 from common.storage.buckets import bucket_storages  # noqa: E402
+from tests.servicekit import closed_port  # noqa: E402
 from tests.storage.conftest import supabase_storages  # noqa: E402
 from tests.storage.fake_supabase import FakeSupabase  # noqa: E402
 from tests.storage.samples import MP4  # noqa: E402
@@ -48,14 +49,6 @@ def rate(fn, seconds: float = 1.0) -> float:
         fn()
         n += 1
     return n / (time.perf_counter() - start)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def timed(fn, repeat: int = 5) -> float:
