@@ -186,7 +186,11 @@ def estimate_cost(api_name: str, quantity: Decimal | int = 1) -> Decimal:
     amount = _quantity(quantity)
     if amount is None:
         raise ValidationError("quantity is required to estimate a cost")
-    return (price.price * amount).quantize(MONEY_QUANTUM, rounding=ROUND_CEILING)
+    return _priced(price, amount)
+
+
+def _priced(price: ApiPrice, quantity: Decimal) -> Decimal:
+    return (price.price * quantity).quantize(MONEY_QUANTUM, rounding=ROUND_CEILING)
 
 
 # --------------------------------------------------------------------------- validation
@@ -555,15 +559,14 @@ def track_cost(
     unit = _optional_name(unit, "unit", 32)
     key = _optional_name(idempotency_key, "idempotency_key", 255)
     unit_price = None
+    price = None if amount is None else get_price_table().get(api_name)  # the table is built once per call
     if cost is None:
         if amount is None:
             raise ValidationError("cost is required (or give quantity of a priced API)", job_id=job_uuid)
-        cost = estimate_cost(api_name, amount)
+        cost = _priced(price or get_price(api_name), amount)  # get_price raises UNKNOWN_API
     cost = validate_money(cost)
-    if amount is not None:
-        price = get_price_table().get(api_name)
-        if price is not None and unit in (None, price.unit):
-            unit, unit_price = price.unit, price.price
+    if price is not None and unit in (None, price.unit):
+        unit, unit_price = price.unit, price.price
     checked_limit = None if limit is None else validate_money(limit, name="limit")
     # Positional, in the model's field order: the cheapest way to build an instance (the hot path).
     row = JobCost(uuid.uuid4(), job_uuid, stage, api_name, cost, timezone.now(), key, amount, unit, unit_price)  # type: ignore[misc]

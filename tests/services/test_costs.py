@@ -61,6 +61,17 @@ def test_cost_or_quantity_is_required():
     job = make_job()
     with pytest.raises(ValidationError, match="cost is required"):
         costs.track_cost(job.id, "composition", "svd", None)
+    with pytest.raises(ValidationError, match="'dall-e-9'") as info:
+        costs.track_cost(job.id, "composition", "dall-e-9", None, quantity=1)
+    assert info.value.code == "UNKNOWN_API"
+    assert not JobCost.objects.filter(job=job).exists()
+
+
+def test_priced_charge_builds_the_price_table_once():
+    job = make_job()
+    with mock.patch.object(costs, "get_price_table", wraps=costs.get_price_table) as table:
+        assert costs.track_cost(job.id, "reference_generation", "sdxl", None, quantity=4).cost == Decimal("0.022")
+    assert table.call_count == 1
 
 
 @pytest.mark.parametrize(
