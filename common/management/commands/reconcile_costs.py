@@ -47,9 +47,7 @@ class Mismatch:
             "job_id": str(self.job_id),
             "total_cost": format_money(self.total_cost),
             "ledger_total": format_money(self.ledger_total),
-            "difference": format_money(self.difference)
-            if self.difference >= 0
-            else f"-{format_money(-self.difference)}",
+            "difference": format_money(self.difference),  # signed: "-0.0655"
             "reserved_cost": format_money(self.reserved_cost),
             "open_holds": format_money(self.open_holds),
         }
