@@ -223,6 +223,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "Bucket not found", "Bucket not found")
         return objects
 
+    def _object(self, bucket: str, path: str) -> StoredObject | None:
+        """The stored object, or None after answering Supabase's 404 (no bucket or no object)."""
+        objects = self._bucket(bucket)
+        if objects is None:
+            return None
+        obj = objects.get(path)
+        if obj is None:
+            self._error(404, "not_found", "Object not found")
+        return obj
+
     # ------------------------------------------------------------------ routes
 
     def _upload(self, method: str, bucket: str, path: str, body: bytes) -> None:
@@ -255,22 +265,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"Key": f"{bucket}/{path}", "Id": objects[path].id})
 
     def _download(self, bucket: str, path: str) -> None:
-        objects = self._bucket(bucket)
-        if objects is None:
-            return
-        obj = objects.get(path)
-        if obj is None:
-            self._error(404, "not_found", "Object not found")
-            return
-        self._send(200, obj.data, content_type=obj.content_type)
+        obj = self._object(bucket, path)
+        if obj is not None:
+            self._send(200, obj.data, content_type=obj.content_type)
 
     def _info(self, bucket: str, path: str) -> None:
-        objects = self._bucket(bucket)
-        if objects is None:
-            return
-        obj = objects.get(path)
+        obj = self._object(bucket, path)
         if obj is None:
-            self._error(404, "not_found", "Object not found")
             return
         self._send(
             200,
@@ -319,11 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, ordered[offset : offset + limit])
 
     def _sign(self, bucket: str, path: str, payload: dict[str, Any]) -> None:
-        objects = self._bucket(bucket)
-        if objects is None:
-            return
-        if path not in objects:
-            self._error(404, "not_found", "Object not found")
+        if self._object(bucket, path) is None:
             return
         token = self.server_state.sign(bucket, path, int(payload["expiresIn"]))
         self._send(200, {"signedURL": f"/object/sign/{bucket}/{path}?token={token}"})
