@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +16,8 @@ from common.storage.content_types import detect_content_type, normalize_content_
 from common.storage.paths import clean_object_path, clean_prefix
 from tests.storage import samples
 from tests.storage.test_contract import BAD_PATHS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -116,3 +123,15 @@ def test_package_exports_lazily() -> None:
     assert common.get_signed_url is facade.get_signed_url
     with pytest.raises(AttributeError):
         _ = package.no_such_name
+    # The package repeats the facade's names (it cannot read facade.__all__ without importing it): keep them in step.
+    assert set(facade.__all__) <= set(package.__all__)
+    for name in package.__all__:
+        assert getattr(package, name) is getattr(importlib.import_module(package._LAZY[name]), name)
+
+
+def test_settings_import_of_buckets_stays_light() -> None:
+    """videogen/settings.py imports common.storage.buckets: that must not load the facade or Django's storage."""
+    heavy = ("common.storage.facade", "django.core.files.storage", "django.apps")
+    code = f"import sys, common.storage.buckets; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
