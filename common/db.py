@@ -169,8 +169,7 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
                 cursor.execute("SELECT 1")
                 row = cursor.fetchone()
     except (OperationalError, InterfaceError) as exc:
-        if not conn.in_atomic_block:
-            conn.close()
+        _discard_broken(using)
         raise ServiceUnavailableError(
             f"The database is unreachable: {exc}", details={"service": "database", "alias": using}
         ) from exc
