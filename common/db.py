@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 
 from common.conf import app_settings
-from common.errors import ServiceUnavailableError
+from common.errors import ServiceUnavailableError, ValidationError
 from common.log import get_logger
 from common.retry import retry_with_backoff
 
@@ -40,6 +40,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 # SQLite has no server; these messages mean the file cannot be opened or read at all.
 _SQLITE_CONNECTION_MESSAGES = ("unable to open database file", "disk i/o error")
+# The probe of ping()/health_check() (a module constant, so a test can make it slow).
+_PROBE_SQL = "SELECT 1"
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -152,21 +154,27 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
     """Run ``SELECT 1`` (with a statement timeout on PostgreSQL).
 
     Raises:
+        ValidationError: when ``timeout`` is not a positive number of seconds.
         ServiceUnavailableError: when the database cannot be reached or does not answer in time.
     """
-    seconds = float(app_settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout)
+    seconds = app_settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     conn = connections[using]
     try:
         if conn.vendor == "postgresql":
             # A transaction-local timeout: it ends with the block, so pooled connections stay clean.
+            # At least 1 ms: PostgreSQL reads 0 as "no timeout".
             with transaction.atomic(using=using), conn.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
-                cursor.execute("SELECT 1")
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"]
+                )
+                cursor.execute(_PROBE_SQL)
                 row = cursor.fetchone()
         else:
             # No transaction elsewhere: SQLite's BEGIN IMMEDIATE would queue a probe behind writers.
             with conn.cursor() as cursor:
-                cursor.execute("SELECT 1")
+                cursor.execute(_PROBE_SQL)
                 row = cursor.fetchone()
     except (OperationalError, InterfaceError) as exc:
         _discard_broken(using)

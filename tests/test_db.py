@@ -5,9 +5,10 @@ from __future__ import annotations
 import psycopg.errors
 import pytest
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from common import db, retry
-from common.errors import ServiceUnavailableError
+from common.errors import ServiceUnavailableError, ValidationError
 from tests.servicekit import broken_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,6 +60,28 @@ class TestHealthCheck:
         with connection.cursor() as cursor:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "0"
+
+    @pytest.mark.postgres
+    def test_ping_is_cancelled_by_its_statement_timeout(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # ping() itself, with a probe that would take 2 s: the server cancels it after 50 ms.
+        monkeypatch.setattr(db, "_PROBE_SQL", "SELECT 1 FROM pg_sleep(2)")
+        with pytest.raises(ServiceUnavailableError) as caught:
+            db.ping(timeout=0.05)
+        assert isinstance(caught.value.__cause__, OperationalError)
+        assert isinstance(caught.value.__cause__.__cause__, psycopg.errors.QueryCanceled)
+        monkeypatch.setattr(db, "_PROBE_SQL", "SELECT 1")
+        db.ping()  # the next probe works: the timeout did not outlive the check
+
+    @pytest.mark.postgres
+    def test_sub_millisecond_timeout_is_not_zero(self) -> None:
+        with CaptureQueriesContext(connection) as queries:
+            db.ping(timeout=0.0001)  # 0 ms would mean "no timeout" to PostgreSQL
+        assert any("'1ms'" in q["sql"] for q in queries.captured_queries)
+
+    @pytest.mark.parametrize("timeout", [0, -1, float("nan"), "3", True])
+    def test_bad_timeout_is_a_validation_error(self, timeout: object) -> None:
+        with pytest.raises(ValidationError, match="timeout"):
+            db.ping(timeout=timeout)  # type: ignore[arg-type]
 
     @pytest.mark.postgres
     def test_statement_timeout_applies(self) -> None:
