@@ -129,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_database() as url:
         from django.db import connection
+        from django.test import override_settings
 
         print(
             f"cost tracker vs raw SQL baseline: PostgreSQL {connection.cursor().connection.info.server_version}, "
@@ -139,24 +140,32 @@ def main() -> None:
         all_ok = True
         ratios = []
         for label, njobs in (("(a) one job, all threads", 1), ("(b) one job per thread", args.threads)):
-            rates: dict[str, list[float]] = {"tracker": [], "baseline": []}
+            rates: dict[str, list[float]] = {"tracker": [], "unprepared": [], "baseline": []}
             for _ in range(args.rounds):
-                for name in ("baseline", "tracker"):
+                for name in ("baseline", "tracker", "unprepared"):
                     jobs = make_jobs(njobs)
-                    if name == "tracker":
-                        elapsed = tracker_run(jobs, args.threads, args.charges)
-                    else:
+                    if name == "baseline":
                         elapsed = baseline_run(url, jobs, args.threads, args.charges)
+                    else:
+                        # "unprepared": the tracker with COST_PREPARED_STATEMENTS off, to show what preparing buys.
+                        prepared = {"COST_PREPARED_STATEMENTS": name == "tracker"}
+                        with override_settings(VIDEOGEN_COMMON=prepared):
+                            elapsed = tracker_run(jobs, args.threads, args.charges)
                     ok, rows = check_ledger(jobs)
                     all_ok = all_ok and ok and rows == total + args.threads
                     rates[name].append(total / elapsed)
             tracker = statistics.median(rates["tracker"])
+            unprepared = statistics.median(rates["unprepared"])
             baseline = statistics.median(rates["baseline"])
             ratios.append(tracker / baseline)
             print(
                 f"{label:28s} tracker {tracker:8.0f}/s   baseline {baseline:8.0f}/s   ratio {tracker / baseline:.3f}"
                 f"   (rounds: tracker {', '.join(f'{r:.0f}' for r in rates['tracker'])};"
                 f" baseline {', '.join(f'{r:.0f}' for r in rates['baseline'])})"
+            )
+            print(
+                f"{'':28s} unprepared {unprepared:5.0f}/s   ratio {unprepared / baseline:.3f}"
+                f"   (COST_PREPARED_STATEMENTS off; rounds: {', '.join(f'{r:.0f}' for r in rates['unprepared'])})"
             )
         print(f"ledger sum == jobs.total_cost for every job: {'yes' if all_ok else 'NO'}")
         print(f"goal: tracker >= 0.80 x baseline: {'met' if min(ratios) >= 0.8 else 'NOT met'}")

@@ -578,6 +578,9 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_JOB_BUDGET": Decimal("20.00"),
     "BUDGET_WARNING_THRESHOLDS": (Decimal("0.80"),),
     "RESERVATION_TTL_SECONDS": 15 * 60,
+    # PostgreSQL: run the enforced-charge statement as a prepared statement (bench/costs.py prints the gain).
+    # Turn off behind a pooler that cannot keep prepared statements (pgbouncer < 1.21 in transaction mode).
+    "COST_PREPARED_STATEMENTS": True,
     # Price table: api name -> {"unit": ..., "price": Decimal}; filled by the cost tracker's defaults.
     "API_PRICES": {},
     # Pipeline stages in order, and fallback durations (seconds) when there is no history.

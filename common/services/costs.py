@@ -458,19 +458,21 @@ def _charge_fast(
     conn.ensure_connection()
     # A server-binding psycopg cursor on the raw connection and a prepared statement, so the hot path
     # skips parsing and planning. Django opens connections with prepare_threshold=None (preparing off,
-    # for poolers such as pgbouncer); it is switched on for this one statement only. Django's own
-    # cursors bind client-side and never prepare, so nothing else changes.
+    # for poolers such as pgbouncer); it is switched on for this one statement only, unless
+    # COST_PREPARED_STATEMENTS is off. Django's own cursors bind client-side and never prepare.
     import psycopg  # here, not at module level: on SQLite the import (~80 ms) would be start-up time for nothing
 
     raw = conn.connection
     cursor = _CURSORS.get(conn)
     if cursor is None or cursor.closed or cursor.connection is not raw:
         cursor = _CURSORS[conn] = psycopg.Cursor(raw)  # one per connection, reused: no set-up per charge
+    prepare = bool(app_settings.COST_PREPARED_STATEMENTS)
     threshold = raw.prepare_threshold
-    raw.prepare_threshold = 0
+    if prepare:
+        raw.prepare_threshold = 0
     try:
         with conn.wrap_database_errors:
-            cursor.execute(_PG_CHARGE_SQL[mode, extras], params, prepare=True)
+            cursor.execute(_PG_CHARGE_SQL[mode, extras], params, prepare=prepare)
             result = cursor.fetchone()
     finally:
         raw.prepare_threshold = threshold

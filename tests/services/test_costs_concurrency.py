@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
 from common.errors import BudgetExceededError
@@ -209,6 +210,22 @@ def test_charge_statement_alone_is_prepared_and_the_connection_setting_restored(
         prepared = [row[0] for row in cursor.fetchall()]
     assert prepared
     assert all(statement.lstrip().startswith("WITH j AS (") for statement in prepared), prepared
+
+
+@pytest.mark.postgres
+def test_prepared_charge_statement_can_be_switched_off_for_poolers():
+    """COST_PREPARED_STATEMENTS=False (pgbouncer in transaction mode): the charge works and prepares nothing."""
+    job = make_job("20.00")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with override_settings(VIDEOGEN_COMMON={"COST_PREPARED_STATEMENTS": False}):
+        costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True)
+        costs.track_cost(job.id, "video_generation", "svd", CHARGE, enforce=True, idempotency_key="clip-1")
+    assert connection.connection.prepare_threshold is None
+    assert costs.get_total_cost(job.id) == 2 * CHARGE
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
 
 
 @pytest.mark.postgres
