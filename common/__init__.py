@@ -6,8 +6,7 @@ works before Django's app registry is ready and importing ``common`` loads nothi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from common._lazy import lazy_exports
 
 # name -> module that defines it. Helpers add their public names here.
 _LAZY: dict[str, str] = {
@@ -123,14 +122,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'common' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

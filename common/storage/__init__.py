@@ -8,8 +8,7 @@ backends are :class:`common.storage.local.LocalBucketStorage` and
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from common._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "BUCKETS": "common.storage.buckets",
@@ -40,14 +39,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'common.storage' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
