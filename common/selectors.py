@@ -8,9 +8,11 @@ with code ``JOB_NOT_FOUND`` / ``INVALID_JOB_ID``, never ``DoesNotExist``.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import uuid
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -117,21 +119,34 @@ def _recent_durations(stage_name: str, limit: int) -> QuerySet[JobStage, tuple[s
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _union_sql(vendor: str, names: tuple[str, ...], limit: int) -> tuple[str, tuple[Any, ...]]:
+    """The ``UNION ALL`` of :func:`_recent_durations` for ``names``, compiled once per ``vendor`` (the cache key).
+
+    The estimate runs on every lifecycle transition, under the job's row lock; building and
+    compiling six querysets costs Django several times what the query itself costs.
+    """
+    parts = [_recent_durations(name, limit) for name in names]
+    return parts[0].union(*parts[1:], all=True).query.sql_with_params()
+
+
 def stage_median_durations(*, stage_names: Iterable[str], history: int | None = None) -> dict[str, float | None]:
     """Median duration (seconds) of the last ``history`` completed runs of each stage (``None``: no runs).
 
     One query on PostgreSQL (a ``UNION ALL`` of per-stage index scans), one per stage on SQLite.
     ``history`` defaults to the ``ESTIMATE_HISTORY_JOBS`` app setting.
     """
-    names = list(dict.fromkeys(stage_names))
+    names = tuple(dict.fromkeys(stage_names))
     limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else history
     durations: dict[str, list[int]] = {name: [] for name in names}
     if names and limit > 0:
-        parts = [_recent_durations(name, limit) for name in names]
-        if connection.features.supports_slicing_ordering_in_compound and len(parts) > 1:
-            rows: Iterable[tuple[str, int | None]] = parts[0].union(*parts[1:], all=True)
+        rows: Iterable[tuple[str, int | None]]
+        if connection.features.supports_slicing_ordering_in_compound and len(names) > 1:
+            with connection.cursor() as cursor:
+                cursor.execute(*_union_sql(connection.vendor, names, limit))
+                rows = cursor.fetchall()
         else:
-            rows = [row for part in parts for row in part]
+            rows = [row for name in names for row in _recent_durations(name, limit)]
         for name, seconds in rows:
             if seconds is not None:
                 durations[name].append(seconds)

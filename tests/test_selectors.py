@@ -126,3 +126,14 @@ def test_stage_median_durations_for_several_stages_in_one_call():
     assert medians == {"audio_analysis": 20.0, "composition": 7.0, "scene_planning": None}
     assert stage_median_durations(stage_names=["audio_analysis"], history=0) == {"audio_analysis": None}
     assert stage_median_durations(stage_names=[]) == {}
+
+
+def test_stage_median_durations_is_one_query_on_postgresql():
+    names = ["audio_analysis", "scene_planning", "composition"]
+    with CaptureQueriesContext(connection) as ctx:
+        stage_median_durations(stage_names=names)
+        stage_median_durations(stage_names=names)  # the second call reuses the compiled SQL
+    union = connection.features.supports_slicing_ordering_in_compound
+    assert len(ctx.captured_queries) == (2 if union else 2 * len(names))
+    if union:
+        assert ctx.captured_queries[0]["sql"].count("UNION ALL") == len(names) - 1
