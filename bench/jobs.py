@@ -3,8 +3,9 @@
 Each job runs the whole lifecycle (create, start + complete each of the 6 stages, complete:
 14 transitions, each one locked transaction). The baseline is the same run with the
 estimate switched off (``estimated_remaining`` not recomputed), measured in the same
-process; the estimate is then measured with no history and with a history of completed
-stages. Single thread: the row lock serialises one job's transitions anyway.
+process in rounds interleaved with the estimate's (so a change of machine load hits
+both); with little history, then with a history of completed stages. Single thread:
+the row lock serialises one job's transitions anyway.
 
 Usage: .venv/bin/python bench/jobs.py [--jobs 40] [--history 3000] [--rounds 3]
 DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names the server; the
@@ -64,11 +65,23 @@ def add_history(rows_per_stage: int) -> None:
         )
 
 
-def measure(label: str, n: int, rounds: int) -> float:
-    rates = [lifecycle(n) for _ in range(rounds)]
-    best, median = max(rates), statistics.median(rates)
-    print(f"{label:<44} median {median:8.1f} transitions/s   best {best:8.1f}")
-    return median
+def compare(label: str, n: int, rounds: int) -> float:
+    """Rounds of the lifecycle with the estimate off (baseline) and on, interleaved so load drift hits both."""
+    from common.services import jobs
+
+    real_estimate = jobs._estimate
+    baseline: list[float] = []
+    estimate: list[float] = []
+    for _ in range(rounds):
+        jobs._estimate = lambda job, stages=None: 0  # type: ignore[assignment]
+        try:
+            baseline.append(lifecycle(n))
+        finally:
+            jobs._estimate = real_estimate
+        estimate.append(lifecycle(n))
+    for name, rates in (("baseline: estimate switched off", baseline), (f"estimate, {label}", estimate)):
+        print(f"{name:<44} median {statistics.median(rates):8.1f} transitions/s   best {max(rates):8.1f}")
+    return statistics.median(estimate) / statistics.median(baseline)
 
 
 def main() -> None:
@@ -78,20 +91,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with bench_database("bench_videogen_jobs"):
-        from common.services import jobs
-
         print(f"{args.jobs} jobs x {TRANSITIONS_PER_JOB} transitions, {args.rounds} rounds, PostgreSQL")
         lifecycle(5)  # warm up connections and caches
-        real_estimate = jobs._estimate
-        jobs._estimate = lambda job, stages=None: 0  # type: ignore[assignment]
-        try:
-            baseline = measure("baseline: estimate switched off", args.jobs, args.rounds)
-        finally:
-            jobs._estimate = real_estimate
-        small = measure("estimate, little history", args.jobs, args.rounds)
+        small = compare("little history", args.jobs, args.rounds)
         add_history(args.history)
-        big = measure(f"estimate, {args.history} completed runs per stage", args.jobs, args.rounds)
-        print(f"ratio to baseline: little history {small / baseline:.2f}, large history {big / baseline:.2f}")
+        big = compare(f"{args.history} completed runs per stage", args.jobs, args.rounds)
+        print(f"ratio to baseline: little history {small:.2f}, large history {big:.2f}")
 
 
 if __name__ == "__main__":
