@@ -33,6 +33,7 @@ __all__ = [
     "SupabaseJWTAuthentication",
     "SupabaseUser",
     "TokenRefused",
+    "canonical_uuid",
 ]
 
 logger = get_logger(__name__)
@@ -47,6 +48,11 @@ MAX_TOKEN_LENGTH = 8192
 # The canonical hyphenated form only: UUID() would also accept braces, "urn:uuid:" and no hyphens.
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*")
+
+
+def canonical_uuid(text: object) -> UUID | None:
+    """``text`` as a UUID if it is one in the canonical hyphenated form (any case), else ``None``."""
+    return UUID(text) if isinstance(text, str) and _UUID_RE.fullmatch(text) else None
 
 
 @dataclass(frozen=True)
@@ -188,8 +194,8 @@ class SupabaseJWTAuthentication(BaseAuthentication):
 
     @staticmethod
     def _user(claims: dict[str, Any]) -> SupabaseUser:
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not _UUID_RE.fullmatch(subject):
+        user_id = canonical_uuid(claims.get("sub"))
+        if user_id is None:
             raise TokenRefused("The access token's subject is not a valid user id.", code="token_bad_subject")
         # Supabase user tokens carry role "authenticated"; the anon and service_role keys are JWTs
         # signed with the same secret and must never pass as a user.
@@ -198,7 +204,7 @@ class SupabaseJWTAuthentication(BaseAuthentication):
             raise TokenRefused("The access token is not a user token.", code="token_wrong_role")
         email = claims.get("email")
         return SupabaseUser(
-            id=UUID(subject),
+            id=user_id,
             email=email if isinstance(email, str) else None,
             role=role,
             claims=claims,

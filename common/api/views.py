@@ -9,7 +9,6 @@ Bodies are the Pydantic contract payloads dumped to JSON.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -24,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api.authentication import SupabaseUser
+from common.api.authentication import SupabaseUser, canonical_uuid
 from common.api.exceptions import json_not_found
 from common.api.pagination import JobCursorPagination
 from common.api.permissions import IsJobReader, is_staff_caller
@@ -44,8 +43,6 @@ __all__ = [
     "parse_status_filter",
     "visible_jobs",
 ]
-
-_UUID_LENGTH = 36
 
 
 def visible_jobs(user: Any) -> QuerySet[Job]:
@@ -75,10 +72,7 @@ def parse_status_filter(raw: list[str]) -> list[str]:
 
 def _job_or_404(request: Request, job_id: str) -> Job:
     """The job ``job_id`` if the caller may read it; otherwise the same 404 whatever the reason."""
-    try:
-        pk = UUID(job_id) if len(job_id) == _UUID_LENGTH else None
-    except ValueError:
-        pk = None
+    pk = canonical_uuid(job_id)
     job = visible_jobs(request.user).filter(pk=pk).first() if pk is not None else None
     if job is None:
         raise exceptions.NotFound()

@@ -344,6 +344,17 @@ def test_malformed_ids_are_404(as_user, alice, suffix, job_id):
     assert set(body(response)) == KEYS
 
 
+@pytest.mark.parametrize("suffix", ["", "costs/"])
+def test_own_job_id_in_a_non_canonical_form_is_404(as_user, alice_job, suffix):
+    client = as_user(alice_job.user_id)
+    # uuid.UUID() would accept both (it drops the hyphens wherever they are): the API takes only the canonical form.
+    canonical = str(alice_job.id)
+    for job_id in (alice_job.id.hex + "----", canonical[:7] + "-" + canonical[7] + canonical[9:]):
+        assert len(job_id) == len(canonical)
+        assert uuid.UUID(job_id) == alice_job.id
+        assert client.get(f"/api/jobs/{job_id}/{suffix}").status_code == 404
+
+
 def test_detail_query_count(as_user, alice_job, django_assert_num_queries):
     client = as_user(alice_job.user_id)
     with django_assert_num_queries(2):  # the job, its stages
