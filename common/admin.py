@@ -94,51 +94,41 @@ def export_jobs_csv(jobs: Iterable[Job]) -> str:
     return buffer.getvalue()
 
 
-class JobStageInline(admin.TabularInline):
+class _ReadOnlyInline(admin.TabularInline):
+    """An inline nobody may add to, change or delete from: the rows are written by the services only."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        """Rows are created by the lifecycle service or the cost tracker, not by hand."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        """Read-only."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        """Never deleted by hand."""
+        return False
+
+
+class JobStageInline(_ReadOnlyInline):
     """A job's stages, read-only: stages change only through the lifecycle service."""
 
     model = JobStage
-    extra = 0
-    can_delete = False
     ordering = ("started_at",)
     fields = ("stage_name", "status", "attempts", "started_at", "completed_at", "duration_seconds", "cost", "metadata")
     readonly_fields = fields
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """Stages are created by ``stage_start``, not by hand."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """Read-only: stages change through the lifecycle service."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """Stages are never deleted by hand."""
-        return False
 
 
-class JobCostInline(admin.TabularInline):
-    """A job's ledger rows, read-only for everybody."""
+class JobCostInline(_ReadOnlyInline):
+    """A job's ledger rows, read-only for everybody (the ledger is append-only)."""
 
     model = JobCost
-    extra = 0
-    can_delete = False
     ordering = ("timestamp",)
     fields = ("timestamp", "stage_name", "api_name", "cost", "quantity", "unit", "unit_price", "idempotency_key")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """The ledger is append-only and written by the cost tracker only."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """Ledger rows are never changed."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        """Ledger rows are never deleted."""
-        return False
 
 
 @admin.register(Job)

@@ -189,6 +189,21 @@ def test_ledger_is_read_only_even_for_superusers(superuser):
     assert model_admin.get_actions(request) == {}
 
 
+def test_inlines_are_read_only_even_for_superusers(superuser):
+    job = make_job()
+    html = superuser.get(reverse("admin:common_job_change", args=[job.pk])).content.decode()
+    assert "img-0" in html
+    assert "reference_generation" in html
+    for field in ("costs-0-cost", "costs-0-DELETE", "stages-0-status", "stages-0-DELETE"):
+        assert f'name="{field}"' not in html
+    request = RequestFactory().get("/")
+    request.user = User.objects.get(username="root")
+    for inline in JobAdmin(Job, django_admin.site).get_inline_instances(request, job):
+        assert not inline.has_add_permission(request, job)
+        assert not inline.has_change_permission(request, job)
+        assert not inline.has_delete_permission(request, job)
+
+
 def test_ledger_changelist_and_filters(staff):
     job = make_job()
     response = staff.get(f"{COSTS_URL}?api_name=sdxl&q={job.id}")
