@@ -339,22 +339,35 @@ def _running_stage(job: Job, stage_name: str, action: str) -> JobStage:
     return stage
 
 
+def _end_stage(
+    job_id: UUID | str, stage_name: str, action: str, status: str, metadata: dict[str, Any] | None
+) -> JobStage:
+    """Finish a processing stage with ``status`` and refresh the job's estimate, in one locked transaction."""
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        stage = _running_stage(job, stage_name, action)
+        _finish_stage(job, stage, status=status, now=timezone.now(), metadata=metadata)
+        job.estimated_remaining = _estimate(job)
+        _save_job(job, "estimated_remaining")
+    stage.job = job
+    return stage
+
+
 def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
     """Complete a processing stage: duration, cost rolled up from the ledger, new time estimate.
 
     Raises:
         ValidationError: when the job is not processing or the stage is not processing.
     """
-    with transaction.atomic():
-        job = _lock_job(job_id)
-        stage = _running_stage(job, stage_name, "complete")
-        _finish_stage(job, stage, status=StageStatus.COMPLETED, now=timezone.now(), metadata=metadata)
-        job.estimated_remaining = _estimate(job)
-        _save_job(job, "estimated_remaining")
-    stage.job = job
+    stage = _end_stage(job_id, stage_name, "complete", StageStatus.COMPLETED, metadata)
     logger.info(
         "stage completed",
-        extra={"job_id": str(job.id), "stage": stage_name, "duration": stage.duration_seconds, "cost": str(stage.cost)},
+        extra={
+            "job_id": str(stage.job_id),
+            "stage": stage_name,
+            "duration": stage.duration_seconds,
+            "cost": str(stage.cost),
+        },
     )
     return stage
 
@@ -376,14 +389,8 @@ def stage_fail(
     extra = dict(metadata or {})
     if error is not None:
         extra["error"] = error.to_dict()
-    with transaction.atomic():
-        job = _lock_job(job_id)
-        stage = _running_stage(job, stage_name, "fail")
-        _finish_stage(job, stage, status=StageStatus.FAILED, now=timezone.now(), metadata=extra)
-        job.estimated_remaining = _estimate(job)
-        _save_job(job, "estimated_remaining")
-    stage.job = job
-    logger.warning("stage failed", extra={"job_id": str(job.id), "stage": stage_name})
+    stage = _end_stage(job_id, stage_name, "fail", StageStatus.FAILED, extra)
+    logger.warning("stage failed", extra={"job_id": str(stage.job_id), "stage": stage_name})
     return stage
 
 
