@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from decimal import Decimal
@@ -11,11 +12,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
 from common.api.authentication import SupabaseUser
+from common.api.schemas import JobCostsResponse
 from common.api.throttling import CallerRateThrottle
 from common.api.views import visible_jobs
 from common.models import Job, JobStatus
@@ -389,6 +393,30 @@ def test_costs_of_own_job(as_user, alice_job):
     for key in ("total", "budget", "reserved", "remaining", "ledger_total"):
         assert isinstance(data[key], str)
         assert len(data[key].split(".")[1]) == 6
+
+
+def test_costs_body_has_every_field_of_the_cost_summary(as_user, alice_job):
+    # JobCostsResponse is built from costs.CostSummary by attribute: a field added there must reach the API.
+    summary_fields = {f.name for f in dataclasses.fields(costs.CostSummary)}
+    assert set(JobCostsResponse.model_fields) == summary_fields
+    data = body(as_user(alice_job.user_id).get(f"/api/jobs/{alice_job.id}/costs/"))
+    assert set(data) == summary_fields
+
+
+def test_costs_query_count_does_not_grow_with_the_ledger(as_user, alice):
+    client = as_user(alice)
+
+    def queries_with(charges: int) -> int:
+        job = make_job(alice)
+        jobs.stage_start(job_id=job.id, stage_name="video_generation")
+        for i in range(charges):
+            costs.track_cost(job.id, "video_generation", f"api-{i % 3}", Decimal("0.01"))
+            costs.reserve(job.id, "video_generation", "svd", Decimal("0.01"))
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(f"/api/jobs/{job.id}/costs/").status_code == 200
+        return len(ctx.captured_queries)
+
+    assert queries_with(1) == queries_with(12)
 
 
 def test_costs_include_open_reservations(as_user, alice_job):
