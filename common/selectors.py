@@ -81,7 +81,12 @@ def job_get(*, job_id: UUID | str, for_update: bool = False) -> Job:
     try:
         return jobs.get(pk=pk)
     except Job.DoesNotExist:
-        raise ValidationError(f"job {pk} does not exist", job_id=pk, code=JOB_NOT_FOUND) from None
+        raise job_not_found(pk) from None
+
+
+def job_not_found(job_id: UUID) -> ValidationError:
+    """The error for a well-formed job id with no job (code ``JOB_NOT_FOUND``)."""
+    return ValidationError(f"job {job_id} does not exist", job_id=job_id, code=JOB_NOT_FOUND)
 
 
 def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> QuerySet[Job]:

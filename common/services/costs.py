@@ -65,6 +65,7 @@ from common.conf import app_settings
 from common.errors import BudgetExceededError, ServiceUnavailableError, ValidationError
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCost, JobCostHold
+from common.selectors import job_not_found, parse_job_id
 
 if TYPE_CHECKING:
     import psycopg
@@ -239,15 +240,6 @@ def _quantity(value: object) -> Decimal | None:
     return quantized
 
 
-def _job_uuid(job_id: object) -> UUID:
-    if isinstance(job_id, UUID):
-        return job_id
-    try:
-        return UUID(str(job_id))
-    except (TypeError, ValueError, AttributeError):
-        raise ValidationError(f"job_id {job_id!r} is not a valid UUID", code="INVALID_JOB_ID") from None
-
-
 def _name(value: object, field: str, max_length: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} must be a non-empty string, got {value!r}")
@@ -270,10 +262,6 @@ def format_money(value: Decimal | None) -> str:
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0")
     return f"{whole}.{fraction:0<2}"
-
-
-def _job_not_found(job_id: UUID) -> ValidationError:
-    return ValidationError(f"job {job_id} does not exist", job_id=job_id, code="JOB_NOT_FOUND")
 
 
 # --------------------------------------------------------------------------- database plumbing
@@ -334,7 +322,7 @@ def _lock_job(job_id: UUID, now: datetime) -> _Locked:
     """Lock the job row, expire stale holds and recompute the reserved sum, with fresh statements."""
     row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "budget_limit").first()
     if row is None:
-        raise _job_not_found(job_id)
+        raise job_not_found(job_id)
     cutoff = now - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
     open_holds = JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE)
     open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
@@ -554,7 +542,7 @@ def track_cost(
         BudgetExceededError: enforced and over the limit; nothing was recorded.
         ValidationError: a bad amount, name or key, or an unknown job.
     """
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     stage = _name(stage, "stage", 64)
     api_name = _name(api_name, "api_name", 64)
     amount = _quantity(quantity)
@@ -581,10 +569,10 @@ def track_cost(
 @_db_boundary
 def get_total_cost(job_id: UUID | str) -> Decimal:
     """Return what the job has spent (``jobs.total_cost``)."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     total = _read(lambda: Job.objects.filter(id=job_uuid).values_list("total_cost", flat=True).first())
     if total is None:
-        raise _job_not_found(job_uuid)
+        raise job_not_found(job_uuid)
     return total
 
 
@@ -598,7 +586,7 @@ def _figures(job_id: UUID) -> tuple[Decimal, Decimal, Decimal]:
     def read() -> tuple[Decimal, Decimal, Decimal]:
         row = Job.objects.filter(id=job_id).values_list("total_cost", "budget_limit").first()
         if row is None:
-            raise _job_not_found(job_id)
+            raise job_not_found(job_id)
         return row[0], _reserved_now(job_id), row[1]
 
     return _read(read)
@@ -607,7 +595,7 @@ def _figures(job_id: UUID) -> tuple[Decimal, Decimal, Decimal]:
 @_db_boundary
 def check_budget(job_id: UUID | str, new_cost: Decimal | int, limit: Decimal | int | None = None) -> bool:
     """True when spent + open holds + ``new_cost`` fits the limit (advisory: use ``enforce``/``reserve`` to act)."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     amount = validate_money(new_cost, name="new_cost")
     spent, reserved, budget = _figures(job_uuid)
     effective = budget if limit is None else validate_money(limit, name="limit")
@@ -617,7 +605,7 @@ def check_budget(job_id: UUID | str, new_cost: Decimal | int, limit: Decimal | i
 @_db_boundary
 def enforce_budget_limit(job_id: UUID | str, limit: Decimal | int | None = None) -> None:
     """Raise ``BudgetExceededError`` when the job's spend plus open holds is over its limit."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     spent, reserved, budget = _figures(job_uuid)
     effective = budget if limit is None else validate_money(limit, name="limit")
     if spent + reserved > effective:
@@ -690,7 +678,7 @@ def money_from_sum(value: Decimal | int | float | None) -> Decimal:
 @_db_boundary
 def job_cost_summary(job_id: UUID | str) -> CostSummary:
     """Return the job's spend, budget, remaining, open holds and the breakdown by stage and API."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     return _read(lambda: _summary(job_uuid))
 
 
@@ -737,7 +725,7 @@ def reserve(
     Raises:
         BudgetExceededError: spent + open holds + estimate would exceed the limit; nothing was held.
     """
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
     stage = _name(stage, "stage", 64)
     api_name = _name(api_name, "api_name", 64)
     amount = validate_money(estimate, name="estimate")
@@ -847,7 +835,7 @@ def release(hold: JobCostHold | UUID | str) -> JobCostHold:
 @_db_boundary
 def release_job_holds(job_id: UUID | str) -> int:
     """Release every open hold of a job (e.g. when it finishes); return how many were released."""
-    job_uuid = _job_uuid(job_id)
+    job_uuid = parse_job_id(job_id)
 
     def give_back() -> int:
         now = timezone.now()

@@ -135,7 +135,7 @@ def test_unknown_job_is_a_clear_error():
             costs.track_cost(missing, "video_generation", "svd", Decimal("0.06"), enforce=enforce)
         assert info.value.code == "JOB_NOT_FOUND"
         assert str(missing) in str(info.value)
-    with pytest.raises(ValidationError, match="not a valid UUID") as bad:
+    with pytest.raises(ValidationError, match="'job-42' is not a valid job id") as bad:
         costs.track_cost("job-42", "video_generation", "svd", Decimal("0.06"))
     assert bad.value.code == "INVALID_JOB_ID"
     for call in (
