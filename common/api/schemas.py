@@ -12,15 +12,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from common.schemas import Job, JobStage, Money
 
 __all__ = ["ErrorResponse", "JobCostsResponse", "JobDetailResponse", "JobPageResponse", "dump"]
-
-# Amounts are written with the columns' six places ("0.000000", like the job payload), whatever the
-# exponent the ledger's sums happen to have (Decimal("0") from an empty SUM).
-_MONEY_QUANTUM = Decimal("0.000001")
 
 Share = Annotated[
     Decimal,
@@ -60,16 +56,6 @@ class JobCostsResponse(BaseModel):
     ledger_total: Money = Field(description="Sum of the ledger rows (equals total when consistent)")
     by_stage: dict[str, Money] = Field(description="Ledger total per pipeline stage")
     by_api: dict[str, Money] = Field(description="Ledger total per external API")
-
-    @field_validator("total", "budget", "reserved", "remaining", "ledger_total")
-    @classmethod
-    def _six_places(cls, value: Decimal) -> Decimal:
-        return value.quantize(_MONEY_QUANTUM)
-
-    @field_validator("by_stage", "by_api")
-    @classmethod
-    def _six_places_each(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        return {name: amount.quantize(_MONEY_QUANTUM) for name, amount in value.items()}
 
 
 class ErrorResponse(BaseModel):

@@ -579,7 +579,7 @@ def get_total_cost(job_id: UUID | str) -> Decimal:
 def _reserved_now(job_id: UUID) -> Decimal:
     cutoff = timezone.now() - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
     amounts = JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE, created_at__gt=cutoff)
-    return sum(amounts.values_list("amount", flat=True), ZERO)
+    return sum(amounts.values_list("amount", flat=True), ZERO).quantize(MONEY_QUANTUM)
 
 
 def _figures(job_id: UUID) -> tuple[Decimal, Decimal, Decimal]:
@@ -699,7 +699,7 @@ def _summary(job_uuid: UUID) -> CostSummary:
         total=spent,
         budget=budget,
         reserved=reserved,
-        remaining=max(budget - spent - reserved, ZERO),
+        remaining=max(budget - spent - reserved, ZERO).quantize(MONEY_QUANTUM),
         share_used=(spent / budget).quantize(Decimal("0.0001")) if budget else None,
         charges=totals["n"],
         ledger_total=money_from_sum(totals["total"]),
