@@ -144,7 +144,7 @@ class JobStage(models.Model):
 
     class Meta:
         db_table = "job_stages"
-        ordering = ("job", "started_at")
+        ordering = ("job_id", "started_at")  # job_id, not job: "job" would JOIN jobs to apply its ordering
         indexes = [
             models.Index(fields=["stage_name", "status", "completed_at"], name="job_stages_name_status_idx"),
         ]

@@ -191,3 +191,13 @@ def test_budget_used_share_and_is_active():
     assert job.is_active
     assert new_job(budget_limit=Decimal("0")).budget_used_share is None
     assert "queued" in str(job)
+
+
+def test_stage_queries_do_not_join_jobs_for_their_default_ordering():
+    # Ordering by "job" would apply Job's own ordering through a JOIN on every unordered stage query
+    # (the estimate on each transition, the API's stage list, select_for_update of running stages).
+    from common.models import JobStage
+
+    sql = str(JobStage.objects.filter(stage_name="composition").query)
+    assert "JOIN" not in sql.upper()
+    assert 'ORDER BY "job_stages"."job_id" ASC, "job_stages"."started_at" ASC' in sql
