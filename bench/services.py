@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT))
 tmp = Path(tempfile.mkdtemp(prefix="videogen-bench-"))
 os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
 os.environ["VIDEOGEN_ENV_FILE"] = os.devnull
+# Each storage call and HTTP request logs at INFO; only the figures belong on the screen (override with LOG_LEVEL).
+os.environ.setdefault("LOG_LEVEL", "ERROR")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 for name in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY"):
     os.environ.pop(name, None)
