@@ -208,6 +208,12 @@ class StageLease:
 
     def _ended(self, call: Callable[[], JobStage]) -> JobStage:
         self.check()
+        if self.ended:
+            raise ValidationError(
+                f"job {self.job_id}: stage {self.stage_name!r} was already ended ({self.stage.status}) by this lease",
+                job_id=self.job_id,
+                code="INVALID_TRANSITION",
+            )
         try:
             stage = call()
         except LeaseLostError as exc:
