@@ -325,7 +325,9 @@ class StaleJob:
 def jobs_stale_report(
     *, now: dt.datetime | None = None, job_ids: Iterable[UUID | str] | None = None, limit: int | None = None
 ) -> list[StaleJob]:
-    """The stale jobs (oldest first), each with its running stages, their lease owners and since when it is stale.
+    """The stale jobs, each with its running stages, their lease owners and since when it is stale.
+
+    Sorted by ``stale_since`` (``limit`` keeps the jobs untouched the longest).
 
     A lease-expired job is stale since its last lease ran out (or a lease after its last change);
     a queued one since ``JOB_QUEUED_STALE_SECONDS`` after its last change.
@@ -371,7 +373,7 @@ def jobs_stale_report(
                 updated_at=updated_at,
             )
         )
-    return report
+    return sorted(report, key=lambda job: (job.stale_since, str(job.job_id)))
 
 
 async def ajobs_stale_report(
