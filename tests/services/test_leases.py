@@ -432,3 +432,68 @@ async def test_astage_lease_fails_on_error_and_async_twins_work():
     done = await leases.astage_complete_leased(job_id=job.id, stage_name=STAGE, owner="a")
     assert done.status == "completed"
     await sync_to_async(lambda: connection.close())()
+
+
+# --------------------------------------------------------------------------- the README's worker example
+
+
+async def _readme_run_audio_analysis(job_id, analyse):
+    """The README's example, verbatim but for ``analyse`` being passed in and the result type."""
+    from common.errors import AudioAnalysisError
+    from common.services.jobs import ajob_fail, ajob_update_progress
+    from common.services.leases import astage_lease
+
+    try:
+        async with astage_lease(job_id=job_id, stage_name="audio_analysis") as lease:
+            try:
+                analysis = await analyse(job_id, lease)
+            except PipelineError:
+                raise
+            except Exception as exc:
+                raise AudioAnalysisError(str(exc), job_id=job_id) from exc
+            lease.check()
+    except PipelineError as exc:
+        if exc.code != "LEASE_LOST":
+            await ajob_fail(job_id=job_id, error=exc)
+        raise
+    await ajob_update_progress(job_id=job_id, progress=15, current_stage="scene_planning")
+    return analysis
+
+
+async def test_readme_worker_example_runs_fails_and_stops_on_a_lost_lease():
+    async def ok(job_id, lease):
+        return {"bpm": 120}
+
+    async def broken(job_id, lease):
+        raise RuntimeError("decoder crashed")
+
+    async def overtaken(job_id, lease):
+        def take_over():
+            silence(job_id)
+            stage_start(job_id=job_id, stage_name="audio_analysis", owner="someone-else")
+
+        await sync_to_async(take_over)()
+        with pytest.raises(LeaseLostError):
+            await lease.arenew()
+        return {"bpm": 1}
+
+    good, bad, lost = [await sync_to_async(new_job)() for _ in range(3)]
+    assert await _readme_run_audio_analysis(good.id, ok) == {"bpm": 120}
+    with pytest.raises(PipelineError) as info:
+        await _readme_run_audio_analysis(bad.id, broken)
+    assert info.value.code == "AUDIO_ANALYSIS_FAILED"
+    with pytest.raises(LeaseLostError):
+        await _readme_run_audio_analysis(lost.id, overtaken)
+
+    def states():
+        return {
+            job.id: (job.status, JobStage.objects.get(job_id=job.id).status, job.progress)
+            for job in Job.objects.filter(id__in=[good.id, bad.id, lost.id])
+        }
+
+    assert await sync_to_async(states)() == {
+        good.id: ("processing", "completed", 15),
+        bad.id: ("failed", "failed", 0),
+        lost.id: ("processing", "processing", 0),  # left to the worker that took it over
+    }
+    await sync_to_async(lambda: connection.close())()
