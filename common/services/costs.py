@@ -327,9 +327,11 @@ def _lock_job(job_id: UUID, now: datetime) -> _Locked:
         raise job_not_found(job_id)
     cutoff = now - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
     open_holds = JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE)
-    open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
+    expired = open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
     # Summed in Python: SQLite would add floats.
     reserved = sum(open_holds.values_list("amount", flat=True), ZERO)
+    if expired:  # a path that returns early (releasing a closed hold) must not leave them in reserved_cost
+        Job.objects.filter(id=job_id).update(reserved_cost=reserved)
     return _Locked(total=row[0], reserved=reserved, budget=row[1])
 
 

@@ -140,3 +140,15 @@ async def test_async_twin():
     await sync_to_async(age_hold)(hold)
     assert await costs.aexpire_holds(job_id=job.id) == 1
     await sync_to_async(lambda: connection.close())()
+
+
+def test_a_hold_expired_on_the_way_never_stays_in_reserved_cost():
+    """Releasing an already closed hold locks the job and expires its old holds: reserved_cost follows."""
+    job = make_job("5.00")
+    old = costs.reserve(job.id, STAGE, "svd", Decimal("0.50"))
+    closed = costs.reserve(job.id, STAGE, "svd", Decimal("0.20"))
+    costs.release(closed)
+    age_hold(old)
+    costs.release(closed)  # returns early: the hold was closed already
+    assert JobCostHold.objects.get(id=old.id).status == HoldStatus.EXPIRED
+    assert Job.objects.get(id=job.id).reserved_cost == Decimal(0)
