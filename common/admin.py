@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from django.utils import timezone
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
 from common.services.jobs import job_cancel
+from common.services.recovery import job_fail_worker_lost, job_requeue
 
 __all__ = ["JobAdmin", "JobCostAdmin", "export_jobs_csv"]
 
@@ -118,7 +119,18 @@ class JobStageInline(_ReadOnlyInline):
 
     model = JobStage
     ordering = ("started_at",)
-    fields = ("stage_name", "status", "attempts", "started_at", "completed_at", "duration_seconds", "cost", "metadata")
+    fields = (
+        "stage_name",
+        "status",
+        "attempts",
+        "started_at",
+        "completed_at",
+        "duration_seconds",
+        "cost",
+        "lease_owner",
+        "lease_expires_at",
+        "metadata",
+    )
     readonly_fields = fields
 
 
@@ -151,7 +163,7 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     list_per_page = 100
     show_full_result_count = False
-    actions = ("cancel_jobs", "export_csv")
+    actions = ("cancel_jobs", "export_csv", "requeue_stale_jobs", "fail_stale_jobs")
     inlines = (JobStageInline, JobCostInline)
     fieldsets = (
         (None, {"fields": ("id", "user_id", "status", "current_stage", "progress", "estimated_remaining")}),
@@ -214,6 +226,34 @@ class JobAdmin(admin.ModelAdmin):
             f"Cancelled {cancelled} job(s); skipped {skipped} already completed, failed or cancelled.",
             level,
         )
+
+    def _recover(self, request: HttpRequest, queryset: QuerySet[Job], recover: Callable[..., Job], done: str) -> None:
+        """Run a recovery service on each selected job; jobs that are not stale are skipped."""
+        recovered = skipped = 0
+        for job_id in queryset.values_list("id", flat=True):
+            try:
+                recover(job_id=job_id)
+            except ValidationError:
+                skipped += 1
+            else:
+                recovered += 1
+        level = messages.SUCCESS if recovered else messages.WARNING
+        self.message_user(
+            request,
+            f"{done} {recovered} stale job(s); skipped {skipped} that are not stale (finished, or their worker is"
+            " alive).",
+            level,
+        )
+
+    @admin.action(description="Requeue selected stale jobs (lease expired or queued too long)", permissions=["change"])
+    def requeue_stale_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        """Return each selected stale job to the queue through ``job_requeue`` (running stages back to pending)."""
+        self._recover(request, queryset, job_requeue, "Requeued")
+
+    @admin.action(description="Fail selected stale jobs (WORKER_LOST)", permissions=["change"])
+    def fail_stale_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        """Fail each selected stale job with code ``WORKER_LOST`` through ``job_fail_worker_lost``."""
+        self._recover(request, queryset, job_fail_worker_lost, "Failed")
 
     @admin.action(description="Export selected jobs with their costs as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse:

@@ -594,6 +594,10 @@ DEFAULTS: dict[str, Any] = {
     ),
     "DEFAULT_STAGE_SECONDS": 60,
     "ESTIMATE_HISTORY_JOBS": 50,
+    # Workers (common.services.leases): a stage's lease, renewed by its heartbeat every third of it; a queued
+    # job nothing has touched for JOB_QUEUED_STALE_SECONDS is reported (and requeued) by recover_jobs.
+    "JOB_LEASE_SECONDS": 60,
+    "JOB_QUEUED_STALE_SECONDS": 3600,
     # Local disk
     "TEMP_DIR": Path(tempfile.gettempdir()) / "videogen",
     "CACHE_DIR": Path(tempfile.gettempdir()) / "videogen-cache",

@@ -18,12 +18,14 @@ __all__ = [
     "CompositionError",
     "ConfigError",
     "GenerationError",
+    "LeaseLostError",
     "PipelineError",
     "ResourceError",
     "RetryableError",
     "ServiceUnavailableError",
     "StorageError",
     "ValidationError",
+    "WorkerLostError",
     "get_user_friendly_message",
 ]
 
@@ -170,6 +172,20 @@ class StorageError(PipelineError):
     default_message = "A file storage operation failed."
 
 
+class LeaseLostError(PipelineError):
+    """The worker no longer holds the stage's lease (taken over or recovered): it must stop working on it."""
+
+    default_code = "LEASE_LOST"
+    default_message = "Another worker has taken over this stage; stop working on it."
+
+
+class WorkerLostError(PipelineError):
+    """The worker running the job stopped renewing its lease (it died or lost the database)."""
+
+    default_code = "WORKER_LOST"
+    default_message = "The worker running the job stopped unexpectedly."
+
+
 # Messages a UI can show. Keys are codes; the fallback is by class, then generic.
 _MESSAGES_BY_CODE: dict[str, str] = {
     "CONFIG_ERROR": "The service is not configured correctly. Please contact support.",
@@ -192,6 +208,8 @@ _MESSAGES_BY_CODE: dict[str, str] = {
     "UNREADABLE_FILE": "We couldn't read the file you uploaded. Please try uploading it again.",
     "INVALID_FILE_SIZE": "The file size is not valid.",
     "PIPELINE_ERROR": "Something went wrong while making your video.",
+    "WORKER_LOST": "The server making your video stopped unexpectedly. Please try again.",
+    "LEASE_LOST": "Something went wrong while making your video.",
 }
 _FALLBACK_MESSAGE = "Something went wrong. Please try again later."
 
@@ -230,5 +248,7 @@ _CLASSES_BY_NAME: dict[str, type[PipelineError]] = {
         ResourceError,
         ServiceUnavailableError,
         StorageError,
+        LeaseLostError,
+        WorkerLostError,
     )
 }

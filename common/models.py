@@ -95,6 +95,12 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="jobs_status_created_idx"),
             models.Index(fields=["user_id", "-created_at"], name="jobs_user_created_idx"),
             models.Index(fields=["-created_at"], name="jobs_created_idx"),
+            # Recovery (selectors.jobs_stale): active jobs nothing has touched for a while.
+            models.Index(
+                fields=["status", "updated_at"],
+                name="jobs_active_updated_idx",
+                condition=Q(status__in=("queued", "processing")),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=100), name="jobs_progress_0_100"),
@@ -141,6 +147,10 @@ class JobStage(models.Model):
     cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=ZERO)
     metadata = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times the stage was started")
+    # The lease (common.services.leases): which worker runs the stage and until when, renewed by its
+    # heartbeat. Kept after the stage ends (who ran it; the last renewal covers the gap to the next stage).
+    lease_owner = models.CharField(max_length=128, blank=True, null=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "job_stages"

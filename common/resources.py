@@ -330,11 +330,13 @@ class ResourceManager:
     # ---- temp cleanup
 
     def _live_job_ids(self) -> set[str]:
-        from common.models import ACTIVE_JOB_STATUSES, Job
+        # Queued and processing jobs, less those whose lease expired (or that sat queued untouched)
+        # longer ago than the temp age: their workspaces are cleaned like a finished job's.
+        from datetime import timedelta
 
-        return {
-            str(job_id) for job_id in Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).values_list("id", flat=True)
-        }
+        from common.selectors import jobs_live_ids
+
+        return jobs_live_ids(grace=timedelta(hours=float(_settings().TEMP_MAX_AGE_HOURS)))
 
     def cleanup_temporary_files(
         self,

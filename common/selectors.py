@@ -8,7 +8,10 @@ with code ``JOB_NOT_FOUND`` / ``INVALID_JOB_ID``, never ``DoesNotExist``.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
+import math
 import statistics
 import uuid
 from collections.abc import Iterable
@@ -17,21 +20,32 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from common.conf import app_settings
-from common.errors import ValidationError
-from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
+from common.errors import ConfigError, ValidationError
+from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus
 
 __all__ = [
+    "STALE_LEASE_EXPIRED",
+    "STALE_QUEUED",
+    "StaleJob",
     "ajob_get",
     "ajob_list_for_user",
+    "ajobs_stale_report",
     "job_costs",
     "job_estimate_remaining",
     "job_get",
+    "job_lease_duration",
     "job_list_for_user",
+    "job_queued_stale_after",
     "job_stages",
+    "jobs_lease_expired",
+    "jobs_live_ids",
+    "jobs_queued_stale",
+    "jobs_stale",
+    "jobs_stale_report",
     "parse_job_id",
     "parse_user_id",
     "stage_median_duration",
@@ -200,3 +214,170 @@ async def ajob_list_for_user(*, user_id: UUID | str, status: str | None = None) 
         return list(job_list_for_user(user_id=user_id, status=status))
 
     return await sync_to_async(_list)()
+
+
+# --------------------------------------------------------------------------- stale jobs (leases and recovery)
+
+STALE_LEASE_EXPIRED = "lease_expired"
+STALE_QUEUED = "queued_stale"
+
+
+def _seconds_setting(name: str) -> dt.timedelta:
+    value = getattr(app_settings, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"VIDEOGEN_COMMON[{name!r}] must be a positive number of seconds, got {value!r}")
+    return dt.timedelta(seconds=float(value))
+
+
+def job_lease_duration() -> dt.timedelta:
+    """How long a stage's lease lasts without a heartbeat (``JOB_LEASE_SECONDS``).
+
+    Raises:
+        ConfigError: the setting is not a positive number.
+    """
+    return _seconds_setting("JOB_LEASE_SECONDS")
+
+
+def job_queued_stale_after() -> dt.timedelta:
+    """How long a queued job may sit untouched before it counts as stale (``JOB_QUEUED_STALE_SECONDS``).
+
+    Raises:
+        ConfigError: the setting is not a positive number.
+    """
+    return _seconds_setting("JOB_QUEUED_STALE_SECONDS")
+
+
+def _lease_expired_q(edge: dt.datetime) -> Q:
+    # A processing job is lease-expired when no stage holds a lease lasting past ``edge`` and nothing
+    # changed the job row for a lease before it: between two stages the job row (touched by every stage
+    # transition and progress update) covers the gap, so a worker that died there is found too.
+    live_lease = JobStage.objects.filter(job_id=OuterRef("pk"), lease_expires_at__gt=edge)
+    return Q(~Exists(live_lease), status=JobStatus.PROCESSING, updated_at__lte=edge - job_lease_duration())
+
+
+def _queued_stale_q(edge: dt.datetime) -> Q:
+    # A queued job nothing has touched (created, requeued, given progress) for JOB_QUEUED_STALE_SECONDS.
+    return Q(status=JobStatus.QUEUED, updated_at__lte=edge - job_queued_stale_after())
+
+
+def _edge(now: dt.datetime | None, grace: dt.timedelta | None) -> dt.datetime:
+    return (now or timezone.now()) - (grace or dt.timedelta(0))
+
+
+def jobs_lease_expired(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
+    """Processing jobs whose worker stopped renewing its lease (more than ``grace`` ago).
+
+    No stage of the job holds a lease lasting past ``now - grace``, and the job row has not changed
+    for ``JOB_LEASE_SECONDS`` before that.
+    """
+    return Job.objects.filter(_lease_expired_q(_edge(now, grace)))
+
+
+def jobs_queued_stale(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
+    """Queued jobs nothing has touched for ``JOB_QUEUED_STALE_SECONDS`` (plus ``grace``)."""
+    return Job.objects.filter(_queued_stale_q(_edge(now, grace)))
+
+
+def jobs_stale(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
+    """Jobs a recovery may act on: lease expired (processing) or stale (queued); see the two selectors above."""
+    edge = _edge(now, grace)
+    return Job.objects.filter(_lease_expired_q(edge) | _queued_stale_q(edge))
+
+
+def jobs_live_ids(*, grace: dt.timedelta | None = None) -> set[str]:
+    """Ids (strings) of the queued and processing jobs, less those stale for longer than ``grace``.
+
+    The temp cleanup keeps these jobs' workspaces; a job whose lease expired longer than ``grace``
+    ago (the temp age) is treated like a finished one.
+    """
+    edge = _edge(None, grace)
+    rows = Job.objects.filter(status__in=ACTIVE_JOB_STATUSES).exclude(_lease_expired_q(edge) | _queued_stale_q(edge))
+    return {str(job_id) for job_id in rows.values_list("id", flat=True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StaleJob:
+    """A job recovery may act on, with what shows why: its kind, running stages and since when it is stale."""
+
+    job_id: uuid.UUID
+    status: str
+    kind: str  # STALE_LEASE_EXPIRED or STALE_QUEUED
+    current_stage: str | None
+    stale_since: dt.datetime
+    running_stages: tuple[str, ...]
+    lease_owners: tuple[str, ...]
+    updated_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly (times in ISO 8601)."""
+        return {
+            "job_id": str(self.job_id),
+            "status": self.status,
+            "kind": self.kind,
+            "current_stage": self.current_stage,
+            "stale_since": self.stale_since.isoformat(),
+            "running_stages": list(self.running_stages),
+            "lease_owners": list(self.lease_owners),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def jobs_stale_report(
+    *, now: dt.datetime | None = None, job_ids: Iterable[UUID | str] | None = None, limit: int | None = None
+) -> list[StaleJob]:
+    """The stale jobs, each with its running stages, their lease owners and since when it is stale.
+
+    Sorted by ``stale_since`` (``limit`` keeps the jobs untouched the longest).
+
+    A lease-expired job is stale since its last lease ran out (or a lease after its last change);
+    a queued one since ``JOB_QUEUED_STALE_SECONDS`` after its last change.
+    """
+    now = now or timezone.now()
+    lease, stale_after = job_lease_duration(), job_queued_stale_after()
+    last_lease = (
+        JobStage.objects.filter(job_id=OuterRef("pk"))
+        .order_by()
+        .values("job_id")
+        .annotate(until=Max("lease_expires_at"))
+        .values("until")
+    )
+    jobs = jobs_stale(now=now).annotate(lease_until=Subquery(last_lease)).order_by("updated_at", "id")
+    if job_ids is not None:
+        jobs = jobs.filter(id__in=[parse_job_id(j) for j in job_ids])
+    if limit is not None:
+        jobs = jobs[:limit]
+    rows = list(jobs.values_list("id", "status", "current_stage", "updated_at", "lease_until"))
+    running: dict[UUID, list[tuple[str, str | None]]] = {}
+    for job_id, name, owner in (
+        JobStage.objects.filter(job_id__in=[r[0] for r in rows], status=StageStatus.PROCESSING)
+        .order_by("job_id", "stage_name")
+        .values_list("job_id", "stage_name", "lease_owner")
+    ):
+        running.setdefault(job_id, []).append((name, owner))
+    report = []
+    for job_id, status, current_stage, updated_at, lease_until in rows:
+        if status == JobStatus.QUEUED:
+            kind, since = STALE_QUEUED, updated_at + stale_after
+        else:
+            kind, since = STALE_LEASE_EXPIRED, max(filter(None, (lease_until, updated_at + lease)))
+        stages = running.get(job_id, [])
+        report.append(
+            StaleJob(
+                job_id=job_id,
+                status=status,
+                kind=kind,
+                current_stage=current_stage,
+                stale_since=since,
+                running_stages=tuple(name for name, _ in stages),
+                lease_owners=tuple(sorted({owner for _, owner in stages if owner})),
+                updated_at=updated_at,
+            )
+        )
+    return sorted(report, key=lambda job: (job.stale_since, str(job.job_id)))
+
+
+async def ajobs_stale_report(
+    *, now: dt.datetime | None = None, job_ids: Iterable[UUID | str] | None = None, limit: int | None = None
+) -> list[StaleJob]:
+    """Async twin of :func:`jobs_stale_report`."""
+    return await sync_to_async(jobs_stale_report)(now=now, job_ids=job_ids, limit=limit)

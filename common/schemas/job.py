@@ -70,6 +70,8 @@ class JobStage(_Row):
     cost: Money
     metadata: dict[str, Any] = Field(default_factory=dict)
     attempts: int = Field(default=0, ge=0, description="How many times the stage was started")
+    lease_owner: str | None = Field(default=None, max_length=128, description="The worker that holds (or held) it")
+    lease_expires_at: AwareDatetime | None = Field(default=None, description="Until when its lease runs")
 
     @model_validator(mode="after")
     def _check_times(self) -> JobStage:

@@ -78,6 +78,7 @@ __all__ = [
     "Reservation",
     "acheck_budget",
     "aenforce_budget_limit",
+    "aexpire_holds",
     "aget_total_cost",
     "ajob_cost_summary",
     "arelease",
@@ -89,6 +90,7 @@ __all__ = [
     "cost_tracker",
     "enforce_budget_limit",
     "estimate_cost",
+    "expire_holds",
     "format_money",
     "get_price",
     "get_price_table",
@@ -325,9 +327,11 @@ def _lock_job(job_id: UUID, now: datetime) -> _Locked:
         raise job_not_found(job_id)
     cutoff = now - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
     open_holds = JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE)
-    open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
+    expired = open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
     # Summed in Python: SQLite would add floats.
     reserved = sum(open_holds.values_list("amount", flat=True), ZERO)
+    if expired:  # a path that returns early (releasing a closed hold) must not leave them in reserved_cost
+        Job.objects.filter(id=job_id).update(reserved_cost=reserved)
     return _Locked(total=row[0], reserved=reserved, budget=row[1])
 
 
@@ -849,6 +853,59 @@ def release_job_holds(job_id: UUID | str) -> int:
     return _write(give_back)
 
 
+def _expire_job_holds(job_id: UUID) -> int:
+    """Under the job row lock: close the job's expired holds and set ``reserved_cost`` to its open holds."""
+    now = timezone.now()
+    # Lock order: the job row, then its holds (every operation does the same).
+    reserved_before = Job.objects.select_for_update().filter(id=job_id).values_list("reserved_cost", flat=True).first()
+    if reserved_before is None:
+        return 0
+    cutoff = now - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
+    open_holds = JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE)
+    expired = open_holds.filter(created_at__lte=cutoff).update(status=HoldStatus.EXPIRED, closed_at=now)
+    reserved = sum(open_holds.values_list("amount", flat=True), ZERO)  # in Python: SQLite would add floats
+    if reserved != reserved_before:
+        Job.objects.filter(id=job_id).update(reserved_cost=reserved)
+    if expired:
+
+        def log() -> None:
+            logger.info(
+                "expired %d hold(s) of job %s: reserved %s -> %s",
+                expired,
+                job_id,
+                format_money(reserved_before),
+                format_money(reserved),
+                extra={"job_id": str(job_id), "event": "holds_expired", "expired": expired},
+            )
+
+        transaction.on_commit(log)
+    return expired
+
+
+@_db_boundary
+def expire_holds(*, job_id: UUID | str | None = None) -> int:
+    """Close the open holds older than ``RESERVATION_TTL_SECONDS`` (status ``expired``); return how many.
+
+    Each affected job's ``reserved_cost`` becomes the sum of its remaining open holds, so the admin, the
+    ``Job`` payload and the budget checks agree again. One short transaction per job, locking the job row
+    before its holds as every cost operation does: safe beside charges, settles and other sweeps, and
+    from cron (``manage.py recover_jobs``). ``job_id`` limits the sweep to one job.
+    """
+    job_uuid = None if job_id is None else parse_job_id(job_id)
+
+    def candidates() -> list[UUID]:
+        cutoff = timezone.now() - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
+        holds = JobCostHold.objects.filter(status=HoldStatus.ACTIVE, created_at__lte=cutoff)
+        if job_uuid is not None:
+            holds = holds.filter(job_id=job_uuid)
+        return list(holds.order_by("job_id").values_list("job_id", flat=True).distinct())
+
+    expired = 0
+    for candidate in _read(candidates):
+        expired += _write(functools.partial(_expire_job_holds, candidate))
+    return expired
+
+
 def release_holds_on_finish(sender: object, *, job: Job, **kwargs: Any) -> None:
     """``job_finished`` receiver: a completed, failed or cancelled job keeps no budget on hold."""
     release_job_holds(job.id)
@@ -956,6 +1013,11 @@ async def aenforce_budget_limit(job_id: UUID | str, limit: Decimal | int | None 
 async def ajob_cost_summary(job_id: UUID | str) -> CostSummary:
     """Async twin of :func:`job_cost_summary`."""
     return await sync_to_async(job_cost_summary)(job_id)
+
+
+async def aexpire_holds(*, job_id: UUID | str | None = None) -> int:
+    """Async twin of :func:`expire_holds`."""
+    return await sync_to_async(expire_holds)(job_id=job_id)
 
 
 async def areserve(

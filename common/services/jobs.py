@@ -13,12 +13,17 @@ Legal transitions::
     job:   queued -> processing -> completed
            queued | processing -> failed | cancelled        (completed, failed, cancelled are final)
     stage: (none) | pending | failed -> processing -> completed | failed
+           processing (lease expired) -> processing              (taken over by another worker)
+
+A started stage is leased to its worker (see :mod:`common.services.leases`).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
@@ -32,7 +37,7 @@ from common.conf import app_settings
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
-from common.selectors import job_estimate_remaining, job_get, parse_user_id
+from common.selectors import job_estimate_remaining, job_get, job_lease_duration, parse_user_id
 from common.services.costs import money_from_sum, money_sum
 
 __all__ = [
@@ -45,6 +50,8 @@ __all__ = [
     "astage_complete",
     "astage_fail",
     "astage_start",
+    "check_lease_owner",
+    "default_lease_owner",
     "job_cancel",
     "job_complete",
     "job_create",
@@ -294,34 +301,94 @@ def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
 # --------------------------------------------------------------------------- stages
 
 
-def stage_start(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
-    """Start (or retry) a stage: it becomes processing, its attempt count goes up, the job becomes processing.
+def default_lease_owner() -> str:
+    """The lease owner of this process when none is given: ``<host>:<pid>`` (a new one after a fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+def check_lease_owner(owner: str | None) -> str:
+    """Return ``owner`` (or :func:`default_lease_owner`) after checking it is 1-128 printable characters.
 
     Raises:
-        ValidationError: for an unknown stage, a finished job, or a stage that is already
-            processing or completed.
+        ValidationError: the owner is not such a string.
+    """
+    if owner is None:
+        return default_lease_owner()
+    if not isinstance(owner, str) or not owner.strip() or len(owner) > 128 or not owner.isprintable():
+        raise ValidationError(
+            f"lease owner must be 1-128 printable characters, got {owner!r:.80}", details={"field": "owner"}
+        )
+    return owner
+
+
+def _take_over(job: Job, stage: JobStage, now: datetime, lease: timedelta) -> str | None:
+    """Check a processing stage may be taken over (its lease has expired); return the owner it had."""
+    expires = stage.lease_expires_at or ((stage.started_at or now) + lease)  # rows from before leases
+    if expires > now:
+        raise _illegal(
+            job,
+            f"cannot start stage {stage.stage_name!r}: it is already processing"
+            f" (leased to {stage.lease_owner} until {expires.isoformat()})",
+            stage=stage.stage_name,
+            reason="lease_held",
+            lease_owner=stage.lease_owner,
+            lease_expires_at=expires.isoformat(),
+        )
+    return stage.lease_owner
+
+
+def stage_start(
+    *, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None, owner: str | None = None
+) -> JobStage:
+    """Start (or retry) a stage: it becomes processing, its attempt count goes up, the job becomes processing.
+
+    The stage is leased to ``owner`` (default :func:`default_lease_owner`) for ``JOB_LEASE_SECONDS``;
+    keep it with a heartbeat (:mod:`common.services.leases`). A stage still processing whose lease
+    has expired is taken over: the new owner gets it and ``attempts`` goes up (the worker that lost it
+    is told so at its next heartbeat).
+
+    Raises:
+        ValidationError: for an unknown stage, a bad owner, a finished job, a completed stage, or a
+            stage processing under a lease that has not expired (``details["reason"] == "lease_held"``).
     """
     _check_stage_name(stage_name)
+    lease_owner = check_lease_owner(owner)
+    lease = job_lease_duration()
     with transaction.atomic():
         job = _lock_job(job_id)
         _require_active(job, f"start stage {stage_name!r}")
         stage, _ = JobStage.objects.select_for_update().get_or_create(job=job, stage_name=stage_name)
-        if stage.status in (StageStatus.PROCESSING, StageStatus.COMPLETED):
+        now = timezone.now()
+        previous_owner = None
+        if stage.status == StageStatus.PROCESSING:
+            previous_owner = _take_over(job, stage, now, lease)
+        elif stage.status == StageStatus.COMPLETED:
             raise _illegal(job, f"cannot start stage {stage_name!r}: it is already {stage.status}", stage=stage_name)
+        taken_over = stage.status == StageStatus.PROCESSING
         stage.status = StageStatus.PROCESSING
-        stage.started_at = timezone.now()
+        stage.started_at = now
         stage.completed_at = None
         stage.duration_seconds = None
         stage.attempts += 1
+        stage.lease_owner = lease_owner
+        stage.lease_expires_at = now + lease
         if metadata:
             stage.metadata = {**(stage.metadata or {}), **metadata}
-        stage.save(update_fields=_STAGE_UPDATE_FIELDS)
+        stage.save(update_fields=[*_STAGE_UPDATE_FIELDS, "lease_owner", "lease_expires_at"])
         job.status = JobStatus.PROCESSING
         job.current_stage = stage_name
         job.estimated_remaining = _estimate(job)
         _save_job(job, "status", "current_stage", "estimated_remaining")
     stage.job = job
-    logger.info("stage started", extra={"job_id": str(job.id), "stage": stage_name, "attempt": stage.attempts})
+    extra = {"job_id": str(job.id), "stage": stage_name, "attempt": stage.attempts, "lease_owner": lease_owner}
+    if taken_over:
+        logger.warning(
+            "stage taken over from %s (its lease expired)",
+            previous_owner,
+            extra={**extra, "event": "stage_taken_over", "previous_owner": previous_owner},
+        )
+    else:
+        logger.info("stage started", extra=extra)
     return stage
 
 
@@ -430,9 +497,11 @@ async def ajob_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     return await sync_to_async(job_cancel)(job_id=job_id, reason=reason)
 
 
-async def astage_start(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
+async def astage_start(
+    *, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None, owner: str | None = None
+) -> JobStage:
     """Async twin of :func:`stage_start`."""
-    return await sync_to_async(stage_start)(job_id=job_id, stage_name=stage_name, metadata=metadata)
+    return await sync_to_async(stage_start)(job_id=job_id, stage_name=stage_name, metadata=metadata, owner=owner)
 
 
 async def astage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:

@@ -1,9 +1,12 @@
 """``manage.py reconcile_costs [--fix]``: check ``jobs.total_cost`` against the ledger for every job.
 
 The ledger (``job_costs``) is the source of truth. Each job's ``total_cost`` must
-equal the exact sum of its ledger rows, and ``reserved_cost`` the sum of its open
-holds. Mismatches are listed and the exit status is 1; with ``--fix`` each one is
-repaired from the ledger under the job's row lock (exit status 0 once repaired).
+equal the exact sum of its ledger rows, and ``reserved_cost`` the sum of its open,
+unexpired holds (a hold older than ``RESERVATION_TTL_SECONDS`` no longer counts,
+as in every budget check). Mismatches are listed and the exit status is 1; with
+``--fix`` each one is repaired under the job's row lock: expired holds are closed
+(``costs.expire_holds``) and the totals set from the ledger and the open holds
+(exit status 0 once repaired).
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
+from common.conf import app_settings
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCost, JobCostHold
-from common.services.costs import format_money, money_from_sum, money_sum
+from common.services.costs import expire_holds, format_money, money_from_sum, money_sum
 
 logger = get_logger("common.costs")
 
@@ -63,15 +69,19 @@ def _sum_subquery(model: type[JobCost] | type[JobCostHold], field: str, **filter
     )
 
 
+def _hold_cutoff() -> datetime:
+    return timezone.now() - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
+
+
 def find_mismatches(job_ids: list[uuid.UUID] | None = None) -> Iterator[Mismatch]:
-    """Stream the jobs whose ``total_cost`` or ``reserved_cost`` disagrees with the ledger / open holds."""
+    """Stream the jobs whose ``total_cost`` or ``reserved_cost`` disagrees with the ledger / open, unexpired holds."""
     jobs = Job.objects.all()
     if job_ids:
         jobs = jobs.filter(id__in=job_ids)
     rows = (
         jobs.annotate(
             ledger=_sum_subquery(JobCost, "cost"),
-            holds=_sum_subquery(JobCostHold, "amount", status=HoldStatus.ACTIVE),
+            holds=_sum_subquery(JobCostHold, "amount", status=HoldStatus.ACTIVE, created_at__gt=_hold_cutoff()),
         )
         .order_by("created_at", "id")
         .values_list("id", "total_cost", "reserved_cost", "ledger", "holds")
@@ -83,11 +93,15 @@ def find_mismatches(job_ids: list[uuid.UUID] | None = None) -> Iterator[Mismatch
 
 
 def repair(job_id: uuid.UUID) -> Mismatch | None:
-    """Set the job's totals from the ledger and its open holds under the row lock; return what was changed."""
+    """Close expired holds, set the job's totals from the ledger and its open holds under the row lock.
+
+    Returns what was changed (``None`` when the job matched or no longer exists).
+    """
     with transaction.atomic():
         row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "reserved_cost").first()
         if row is None:
             return None
+        expire_holds(job_id=job_id)  # under the lock we hold: the holds it closes leave the open sum below
         ledger = money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=money_sum())["s"])
         holds = money_from_sum(
             JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE).aggregate(s=money_sum("amount"))["s"]
@@ -112,7 +126,8 @@ class Command(BaseCommand):
     """Check every job's ``total_cost`` against the ledger; list mismatches; ``--fix`` repairs them."""
 
     help = (
-        "Check jobs.total_cost against the sum of job_costs (and reserved_cost against open holds) for every job. "
+        "Check jobs.total_cost against the sum of job_costs (and reserved_cost against open, unexpired holds) "
+        "for every job. "
         "Exit status 1 when there are mismatches; --fix repairs them from the ledger."
     )
 
