@@ -363,10 +363,17 @@ class _Parser:
         self.environ = environ
         self.problems: list[ConfigProblem] = []
         self.values: dict[str, Any] = {}
+        self.refused: set[str] = set()
 
     def raw(self, name: str) -> str | None:
         value = self.environ.get(name)
         if value is None:
+            return None
+        if "\x00" in value:
+            # Only a .env file can carry one; no path, URL or key may (os.mkdir would raise ValueError).
+            if name not in self.refused:
+                self.refused.add(name)
+                self.problem(name, "contains a NUL character")
             return None
         value = value.strip()
         return value or None
@@ -442,7 +449,7 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
         p.problem("DEBUG", f"must be true or false, got {debug_raw!r}")
 
     if strict:
-        missing = [name for name in REQUIRED_OUTSIDE_DEVELOPMENT if p.raw(name) is None]
+        missing = [name for name in REQUIRED_OUTSIDE_DEVELOPMENT if p.raw(name) is None and name not in p.refused]
         if missing:
             for name in missing:
                 p.problem(name, f"is required when ENVIRONMENT={environment.value}", missing=True)
@@ -533,7 +540,11 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
 
     log_file = p.raw("LOG_FILE")
     if log_file is not None:
-        values["log_file"] = log_file
+        problem = _log_file_problem(log_file)
+        if problem:
+            p.problem("LOG_FILE", problem)
+        else:
+            values["log_file"] = log_file
 
     return EnvSettings(**values), p.problems
 
@@ -567,8 +578,21 @@ def _sqlite_folder_problem(name: str) -> str | None:
     folder = Path(name).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"names an SQLite file whose folder cannot be created ({folder}: {exc.strerror or exc})"
+    except (OSError, ValueError) as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
+        return f"names an SQLite file whose folder cannot be created ({folder}: {reason})"
+    return None
+
+
+def _log_file_problem(path: str) -> str | None:
+    """What would make every log record fail to reach ``LOG_FILE`` (the handler opens it at the first record)."""
+    target = Path(path)
+    if target.is_dir():
+        return f"names a folder ({target}); expected a file path"
+    if not target.parent.is_dir():
+        return f"is in a folder that does not exist ({target.parent})"
+    if not os.access(target if target.exists() else target.parent, os.W_OK):
+        return f"cannot be written ({target})"
     return None
 
 

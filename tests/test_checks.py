@@ -254,3 +254,15 @@ def test_check_messages_never_show_url_credentials() -> None:
     )
     assert [check_id for check_id, _ in common_messages(result)] == ["common.E002", "common.E002"]
     assert_no_secret(result, "Query-Redis-Secret", "Userinfo-Db-Secret", "Query-Db-Secret")
+
+
+def test_nul_in_env_file_and_unusable_log_file_are_e002_lines(tmp_path: Path) -> None:
+    env_file = tmp_path / "nul.env"
+    env_file.write_bytes(b"DATABASE_URL=sqlite:///tmp/a\x00b/db.sqlite3\n")
+    result = manage("check", env={"VIDEOGEN_ENV_FILE": str(env_file), "LOG_FILE": "/proc/x/videogen.log"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert sorted(common_messages(result)) == [
+        ("common.E002", "DATABASE_URL contains a NUL character."),
+        ("common.E002", "LOG_FILE is in a folder that does not exist (/proc/x)."),
+    ]

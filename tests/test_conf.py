@@ -418,7 +418,7 @@ def test_key_formats(name: str, good: list[str], bad: list[str], message: str) -
 
 
 def test_log_file() -> None:
-    assert load_env_settings({"LOG_FILE": "/var/log/videogen.log"})[0].log_file == "/var/log/videogen.log"
+    assert load_env_settings({"LOG_FILE": "/tmp/videogen.log"})[0].log_file == "/tmp/videogen.log"
 
 
 # --------------------------------------------------------------------------- secrets never shown
@@ -914,3 +914,33 @@ def test_env_file_that_is_not_text_is_a_problem_and_the_rest_is_still_read(
     assert "LOG_LEVEL" not in read_environment()
     with pytest.raises(ConfigError, match="VIDEOGEN_ENV_FILE: names"):
         get_settings()
+
+
+def test_nul_in_an_env_file_value_is_a_problem_not_a_crash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "nul.env"
+    env_file.write_bytes(
+        b"ENVIRONMENT=production\nDATABASE_URL=sqlite:///tmp/a\x00b/db.sqlite3\nLOG_FILE=/tmp/x\x00y\n"
+        b"JWT_SECRET_KEY=jwt-secret\x00-value-that-is-long-enough-0123456789\n"
+    )
+    use_environment(monkeypatch)
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(env_file))
+    problems = get_env_problems()
+    assert [(p.variable, p.message) for p in problems if not p.missing] == [
+        ("DATABASE_URL", "contains a NUL character"),
+        ("JWT_SECRET_KEY", "contains a NUL character"),
+        ("LOG_FILE", "contains a NUL character"),
+    ]
+    missing = [p.variable for p in problems if p.missing]
+    assert "DATABASE_URL" not in missing  # set, though unusable: reported once, as invalid
+    assert "REDIS_URL" in missing
+
+
+def test_log_file_that_cannot_be_written_is_a_problem(tmp_path: Path) -> None:
+    """Before: accepted, then every record failed with "--- Logging error ---" on stderr."""
+    assert only_problem({"LOG_FILE": str(tmp_path)}) == ConfigProblem(
+        "LOG_FILE", f"names a folder ({tmp_path}); expected a file path"
+    )
+    assert only_problem({"LOG_FILE": "/proc/x/videogen.log"}) == ConfigProblem(
+        "LOG_FILE", "is in a folder that does not exist (/proc/x)"
+    )
+    assert load_env_settings({"LOG_FILE": str(tmp_path / "videogen.log")})[0].log_file == str(tmp_path / "videogen.log")
