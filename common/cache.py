@@ -329,27 +329,13 @@ def get_many(keys: Iterable[str]) -> dict[str, Any]:
         return {}
 
     def run() -> dict[str, Any]:
-        backend = caches[CACHE_ALIAS]
         try:
-            found = backend.get_many(wanted)
+            found = caches[CACHE_ALIAS].get_many(wanted)
         except UnreadableCacheValue:
-            # One bad value fails django-redis' whole batch: read the keys one by one to keep the others.
-            found = {}
-            for key in wanted:
-                try:
-                    value = backend.get(key, _MISSING)
-                except UnreadableCacheValue as exc:
-                    _unreadable("get_many", key, exc)
-                else:
-                    if value is not _MISSING:
-                        found[key] = value
-        result = {}
-        for key, value in found.items():
-            try:
-                result[key] = _decoded(value)
-            except UnreadableCacheValue as exc:
-                _unreadable("get_many", key, exc)
-        return result
+            # Only without JSONClient (its get_many skips bad values): one bad value fails django-redis'
+            # whole batch, so read the keys one by one to keep the others.
+            return {key: value for key in wanted if (value := get(key, _MISSING)) is not _MISSING}
+        return {key: _decoded(value) for key, value in found.items()}
 
     return _guard("get_many", None, {}, run)
 

@@ -433,6 +433,21 @@ class TestUnreadableValues:
         assert result.stdout.splitlines()[-1].split() == ["miss", "miss"]
         assert "Ignoring an unreadable cached value" in result.stderr
 
+    def test_with_django_redis_default_client_too(self, redis_url: str, key: str, cache_warnings: list) -> None:
+        """A CACHES that keeps django-redis' own client (only the serializer set) still answers misses."""
+        config = redis_caches(redis_url)
+        config["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.DefaultClient"
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=config):
+            try:
+                cache.set(f"{key}:good", [1])
+                raw.set(f"videogen:cache:{key}", b"\x80\x04garbage")
+                assert cache.get(key, "miss") == "miss"
+                assert cache.get_many([key, f"{key}:good"]) == {f"{key}:good": [1]}
+            finally:
+                cache.delete(f"{key}:good")
+        assert len([r for r in cache_warnings if r.levelno == logging.WARNING]) == 2
+
 
 class TestValuesAreJSON:
     def test_values_come_back_as_json_on_every_backend(self, backend: str, key: str) -> None:
