@@ -316,6 +316,7 @@ def test_database_url_good_in_development(url: str) -> None:
         ("postgres:///videogen", "names no host (expected postgres://user@host:5432/dbname)"),
         ("postgres://u@host:port/db", "has a port that is not a number"),
         ("db.example.com/videogen", "has scheme ''; expected postgres://, postgresql:// or sqlite://"),
+        ("sqlite:relative.db", "expected sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3"),
     ],
 )
 def test_database_url_bad(url: str, message: str) -> None:

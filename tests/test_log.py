@@ -645,6 +645,13 @@ def test_every_record_attribute_in_extra_is_renamed_not_a_key_error(cap: Capture
     assert record[f"extra_{name}"] == "from extra"
 
 
+def test_an_extra_named_like_a_newer_record_attribute_is_kept(cap: Capture) -> None:
+    """Before: ``taskName`` (a record attribute only from Python 3.12) was dropped from the line on 3.11."""
+    cap.logger.info("x", extra={"taskName": "t"})
+    record = cap.last()
+    assert record.get("taskName", record.get("extra_taskName")) == "t"
+
+
 def test_renaming_holds_for_plain_loggers_adapters_and_the_root(cap: Capture) -> None:
     standalone = logging.Logger("tests.log.standalone")  # a plain Logger, made without get_logger
     standalone.addHandler(cap.handler)
