@@ -4,6 +4,14 @@ Keys are exactly ``videogen:cache:<key>`` in Redis (see :mod:`common.cache_keys`
 A cache is an optimisation, so when Redis is down no helper raises into the
 pipeline or hangs: it logs a warning and answers a miss (``None``/``default``)
 or ``False`` within ``VIDEOGEN_COMMON["CACHE_SOCKET_TIMEOUT"]`` seconds.
+
+Values are JSON (:class:`JSONEncoder`: Decimal as a string, UUID, datetime,
+Pydantic models, ...), never pickles: whoever can write to Redis must not be
+able to run code in every worker. Redis holds the JSON text (django-redis'
+``SERIALIZER`` is :class:`JSONSerializer`, so Django's own cache API, DRF's
+throttle included, never unpickles either), and every backend gives back the
+same JSON form. A value that does not decode (garbage, an old pickle, a forged
+value) is a miss with a warning.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ import builtins
 import dataclasses
 import datetime as dt
 import json
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
@@ -22,8 +31,10 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
+from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
 from django_redis.pool import ConnectionFactory as _RedisConnectionFactory
+from django_redis.serializers.base import BaseSerializer
 from pydantic import BaseModel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -36,10 +47,14 @@ from common.log import get_logger
 __all__ = [
     "CACHE_ALIAS",
     "ConnectionFactory",
+    "JSONClient",
     "JSONEncoder",
+    "JSONSerializer",
+    "UnreadableCacheValue",
     "adelete",
     "aget",
     "aget_json",
+    "aget_many",
     "ahealth_check",
     "aset",
     "aset_json",
@@ -47,6 +62,7 @@ __all__ = [
     "dumps_json",
     "get",
     "get_json",
+    "get_many",
     "health_check",
     "ping",
     "set",
@@ -64,6 +80,9 @@ _WARN_EVERY_SECONDS = 30.0
 _warn_lock = threading.Lock()
 _last_warning = 0.0
 _MISSING = object()
+# Redis keeps any expiry up to about 292 million years; ten years is far beyond any cache entry and far
+# below every backend's limit (a larger or non-finite value is a caller's bug, refused before writing).
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
 class ConnectionFactory(_RedisConnectionFactory):
@@ -120,12 +139,86 @@ def dumps_json(obj: Any) -> str:
     """Serialise ``obj`` with :class:`JSONEncoder`.
 
     Raises:
-        ValidationError: when ``obj`` cannot be represented as JSON.
+        ValidationError: when ``obj`` cannot be represented as JSON (NaN, an unknown type, too deep).
     """
     try:
         return json.dumps(obj, cls=JSONEncoder, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        raise ValidationError(
+            "The value cannot be stored as JSON: it is nested too deeply.", code="INVALID_CACHE_VALUE"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"The value cannot be stored as JSON: {exc}", code="INVALID_CACHE_VALUE") from exc
+
+
+class UnreadableCacheValue(ValueError):
+    """A cached value that is not the JSON this module writes (garbage, an old pickle, a forged value)."""
+
+
+def loads_json(data: bytes | str) -> Any:
+    """Decode cached JSON (UTF-8 bytes or text).
+
+    Raises:
+        UnreadableCacheValue: when ``data`` is not UTF-8 JSON (or is nested too deeply to decode).
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UnreadableCacheValue(f"{type(exc).__name__}: {exc}"[:200]) from None
+
+
+class JSONSerializer(BaseSerializer):
+    """django-redis serializer: JSON with :class:`JSONEncoder` (set as ``OPTIONS["SERIALIZER"]``).
+
+    Unlike django-redis' default ``PickleSerializer`` it cannot run code while loading. Values are
+    UTF-8 JSON text in Redis, readable by any tool.
+    """
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value`` (text already encoded by :func:`set` is written as is)."""
+        if type(value) is _JSONText:
+            return value.encode("utf-8")
+        return dumps_json(value).encode("utf-8")
+
+    def loads(self, value: bytes) -> Any:
+        """Decode ``value``; raises :class:`UnreadableCacheValue` for anything that is not JSON."""
+        return loads_json(value)
+
+
+class JSONClient(DefaultClient):
+    """django-redis client whose ``get``/``get_many`` answer a miss (with a warning) for an unreadable value.
+
+    Set as ``OPTIONS["CLIENT_CLASS"]``, so Django's own cache API (DRF's throttle) behaves like
+    :func:`get`: a forged or stale value is skipped and will be overwritten, instead of raising.
+    """
+
+    def get(self, key: Any, default: Any = None, version: int | None = None, client: Any = None) -> Any:
+        """Return the decoded value, or ``default`` when it is missing or unreadable."""
+        try:
+            return super().get(key, default=default, version=version, client=client)
+        except UnreadableCacheValue as exc:
+            _unreadable("get", str(key), exc)
+            return default
+
+    def get_many(self, keys: Any, version: int | None = None, client: Any = None) -> dict[Any, Any]:
+        """Return the present, readable values; an unreadable one is left out (with a warning)."""
+        try:
+            return super().get_many(keys, version=version, client=client)
+        except UnreadableCacheValue:
+            # One bad value fails the whole batch: read the keys one by one to keep the others.
+            found = {}
+            for key in keys:
+                value = self.get(key, _MISSING, version=version, client=client)
+                if value is not _MISSING:
+                    found[key] = value
+            return found
+
+
+class _JSONText(str):
+    """JSON text :func:`set` encoded once: the Redis serializer writes it as is, local memory keeps it as text."""
+
+    __slots__ = ()
 
 
 def _check_key(key: str) -> str:
@@ -141,8 +234,16 @@ def _check_ttl(ttl: float | dt.timedelta | None, name: str) -> float | None:
     if ttl is None:
         return None
     seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise ValidationError(f"{name} must be a positive number of seconds or None (no expiry), got {ttl!r}.")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= MAX_TTL_SECONDS
+    ):
+        raise ValidationError(
+            f"{name} must be a finite number of seconds above 0 and at most {MAX_TTL_SECONDS} (ten years), "
+            f"or None for no expiry; got {ttl!r}."
+        )
     return seconds
 
 
@@ -169,22 +270,74 @@ def _guard(operation: str, key: str | None, fallback: T, fn: Callable[[], T]) ->
         return fallback
 
 
+def _unreadable(operation: str, key: str, exc: BaseException) -> None:
+    """Log a value that could not be read (never its content): a miss, but someone wrote it."""
+    logger.warning(
+        "Ignoring an unreadable cached value under %s (not JSON written by common.cache): %s",
+        key,
+        exc,
+        extra={"operation": operation, "cache_key": key, "error_type": type(exc).__name__},
+    )
+
+
+def _decoded(value: Any) -> Any:
+    """The value as the backend returned it, with text this module encoded decoded (local memory)."""
+    return loads_json(value) if type(value) is _JSONText else value
+
+
 def set(key: str, value: Any, ex: float | dt.timedelta | None = None) -> bool:
-    """Store ``value`` under ``key`` for ``ex`` seconds (``None``: no expiry); False when the cache is down."""
+    """Store ``value`` (as JSON) under ``key`` for ``ex`` seconds (``None``: no expiry); False when the cache is down.
+
+    ``get`` returns the JSON form: Decimal and UUID as strings, tuples as lists, models as dicts.
+
+    Raises:
+        ValidationError: for a bad key or ``ex``, or a value JSON cannot hold; nothing is written.
+    """
     _check_key(key)
     timeout = _check_ttl(ex, "ex")
+    text = _JSONText(dumps_json(value))
 
     def run() -> bool:
-        caches[CACHE_ALIAS].set(key, value, timeout=timeout)
+        caches[CACHE_ALIAS].set(key, text, timeout=timeout)
         return True
 
     return _guard("set", key, False, run)
 
 
 def get(key: str, default: Any = None) -> Any:
-    """Return the value under ``key``, or ``default`` on a miss or when the cache is down."""
+    """Return the value under ``key``, or ``default`` on a miss, an unreadable value or when the cache is down."""
     _check_key(key)
-    return _guard("get", key, default, lambda: caches[CACHE_ALIAS].get(key, default))
+
+    def run() -> Any:
+        try:
+            value = caches[CACHE_ALIAS].get(key, _MISSING)
+            return default if value is _MISSING else _decoded(value)
+        except UnreadableCacheValue as exc:
+            _unreadable("get", key, exc)
+            return default
+
+    return _guard("get", key, default, run)
+
+
+def get_many(keys: Iterable[str]) -> dict[str, Any]:
+    """Return ``{key: value}`` for the keys present and readable; ``{}`` when the cache is down.
+
+    An unreadable value is left out (with a warning), the others are still returned.
+    """
+    wanted = [_check_key(key) for key in keys]
+    if not wanted:
+        return {}
+
+    def run() -> dict[str, Any]:
+        try:
+            found = caches[CACHE_ALIAS].get_many(wanted)
+        except UnreadableCacheValue:
+            # Only without JSONClient (its get_many skips bad values): one bad value fails django-redis'
+            # whole batch, so read the keys one by one to keep the others.
+            return {key: value for key in wanted if (value := get(key, _MISSING)) is not _MISSING}
+        return {key: _decoded(value) for key, value in found.items()}
+
+    return _guard("get_many", None, {}, run)
 
 
 def delete(key: str) -> bool:
@@ -202,7 +355,8 @@ def set_json(key: str, obj: Any, ttl: float | dt.timedelta | None = None) -> boo
     """Store ``obj`` as JSON (Decimal as string, UUID, datetime, Pydantic models) for ``ttl`` seconds.
 
     Raises:
-        ValidationError: when ``obj`` is not JSON-serialisable (a bug in the caller, not an outage).
+        ValidationError: for a bad key or ``ttl``, or when ``obj`` is not JSON-serialisable (a bug in the
+            caller, not an outage); nothing is written.
     """
     _check_key(key)
     _check_ttl(ttl, "ttl")
@@ -221,8 +375,8 @@ def get_json(key: str, default: Any = None, *, model: type[M] | None = None) -> 
         if model is not None:
             return model.model_validate_json(raw)
         return json.loads(raw)
-    except (TypeError, ValueError) as exc:
-        logger.warning("Ignoring unreadable cached JSON under %s: %s", key, exc, extra={"cache_key": key})
+    except (TypeError, ValueError, RecursionError) as exc:
+        _unreadable("get_json", key, exc)
         return default
 
 
@@ -262,6 +416,11 @@ async def aset(key: str, value: Any, ex: float | dt.timedelta | None = None) -> 
 async def aget(key: str, default: Any = None) -> Any:
     """Async twin of :func:`get`."""
     return await sync_to_async(get, thread_sensitive=False)(key, default)
+
+
+async def aget_many(keys: Iterable[str]) -> dict[str, Any]:
+    """Async twin of :func:`get_many`."""
+    return await sync_to_async(get_many, thread_sensitive=False)(list(keys))
 
 
 async def adelete(key: str) -> bool:

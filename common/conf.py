@@ -30,7 +30,7 @@ from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from django.core.signals import setting_changed
 from dotenv import dotenv_values
@@ -48,6 +48,7 @@ __all__ = [
     "get_secret_values",
     "get_settings",
     "load_env_settings",
+    "mask_url",
     "parse_database_url",
     "read_environment",
     "reset_settings_cache",
@@ -178,8 +179,8 @@ class EnvSettings:
         values = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "redis_url"):
-                values.extend(sorted(_redactable_passwords(value.reveal() if isinstance(value, Secret) else None)))
+            if f.name in _URL_FIELDS:
+                values.extend(sorted(_url_secrets(value.reveal() if isinstance(value, Secret) else value)))
             elif isinstance(value, Secret) and len(value) >= MIN_REDACTED_LENGTH:
                 values.append(value.reveal())
         return values
@@ -191,8 +192,8 @@ class EnvSettings:
             database = f"SQLite at {db['NAME']}"
         else:
             database = f"PostgreSQL {db['USER'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-        cache = "local memory" if self.redis_url is None else f"Redis at {_strip_password(self.redis_url.reveal())}"
-        storage = f"Supabase Storage at {self.supabase_url}" if self.uses_supabase else "local files"
+        cache = "local memory" if self.redis_url is None else f"Redis at {mask_url(self.redis_url.reveal())}"
+        storage = f"Supabase Storage at {mask_url(self.supabase_url or '')}" if self.uses_supabase else "local files"
         keys = [
             name.upper()
             for name in ("openai_api_key", "replicate_api_token", "jwt_secret_key")
@@ -211,8 +212,8 @@ class EnvSettings:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("database_url", "redis_url") and isinstance(value, Secret):
-                shown = repr(_strip_password(value.reveal()))
+            if f.name in _URL_FIELDS and value is not None:
+                shown = repr(mask_url(value.reveal() if isinstance(value, Secret) else value))
             elif isinstance(value, Secret):
                 shown = "'**********'"
             elif isinstance(value, Enum):
@@ -229,22 +230,107 @@ class EnvSettings:
 MIN_REDACTED_LENGTH = 8
 
 
-def _redactable_passwords(url: str | None) -> set[str]:
-    """The password of ``url`` as written and decoded (a log may show either), when long enough to redact."""
-    password = urlsplit((url or "").strip()).password
-    if not password:
-        return set()
-    return {form for form in (password, unquote(password)) if len(form) >= MIN_REDACTED_LENGTH}
+# Settings that hold URLs: shown with their credentials masked, and those credentials redacted from logs.
+_URL_FIELDS = ("database_url", "redis_url", "supabase_url")
+_URL_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SUPABASE_URL")
+
+# Query parameters that carry a credential (?password=, ?token=, ?key=, ?access_token=, ?X-Amz-Signature=, ...):
+# long words match with any prefix (sslpassword, access_token), short ones alone or after "_"/"-" (api_key,
+# x-api-key), so sortkey, keyword, monkey or token_type stay visible. common.log redacts the same names.
+CREDENTIAL_PARAM_NAMES = (
+    r"[a-z0-9_.-]*(?:password|passwd|secret|token|signature|credential)s?"
+    r"|(?:[a-z0-9_.-]*[_-])?(?:key|apikey|sig|pwd|pass|auth)s?"
+)
+_CREDENTIAL_PARAM = re.compile(rf"(?:{CREDENTIAL_PARAM_NAMES})", re.IGNORECASE)
+_MASK = "***"
 
 
-def _strip_password(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return url.replace(parts.netloc, f"{user}@{netloc[-1]}", 1)
+def _url_pieces(url: str) -> tuple[str, str, str, str]:
+    """Split ``url`` into (before the netloc, netloc, path, rest from ``?``/``#``); never raises.
+
+    A hand-rolled split, not ``urlsplit``: it must work on URLs ``urlsplit`` refuses (an unbalanced IPv6
+    bracket), since a broken URL can still carry a password that must not be shown.
+    """
+    head, sep, tail = url.partition("://")
+    if not sep:
+        head, tail = "", url
+    else:
+        head += sep
+    end = min((i for i in (tail.find("/"), tail.find("?"), tail.find("#")) if i >= 0), default=len(tail))
+    netloc, after = tail[:end], tail[end:]
+    cut = min((i for i in (after.find("?"), after.find("#")) if i >= 0), default=len(after))
+    return head, netloc, after[:cut], after[cut:]
+
+
+_QUERY_PAIR = re.compile(r"(^|[&;])([^&;=]+)=([^&;]*)")
+
+
+def _is_credential(match: re.Match[str]) -> bool:
+    return _CREDENTIAL_PARAM.fullmatch(unquote(match[2])) is not None
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password and credential query values replaced by ``***``.
+
+    Masked: ``user:password@``, and ``?password=``, ``?token=``, ``?key=``, ``?access_token=``,
+    ``?api_key=``, ``?secret=``, ``?sig=``... (see ``CREDENTIAL_PARAM_NAMES``). The user, host, path and
+    other parameters stay. Never raises, even for a URL ``urlsplit`` refuses.
+    """
+    head, netloc, path, rest = _url_pieces(url)
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}"
+    if rest.startswith("?"):
+        query, hash_, fragment = rest[1:].partition("#")
+        query = _QUERY_PAIR.sub(lambda m: f"{m[1]}{m[2]}={_MASK}" if _is_credential(m) else m[0], query)
+        rest = f"?{query}{hash_}{fragment}"
+    return f"{head}{netloc}{path}{rest}"
+
+
+def _url_secrets(url: str | None) -> set[str]:
+    """The password and credential query values of ``url``, as written and decoded, when long enough to redact."""
+    _, netloc, _, rest = _url_pieces((url or "").strip())
+    userinfo, at, _ = netloc.rpartition("@")
+    found = [userinfo.partition(":")[2]] if at and ":" in userinfo else []
+    if rest.startswith("?"):
+        found += [m[3] for m in _QUERY_PAIR.finditer(rest[1:].partition("#")[0]) if _is_credential(m)]
+    return {form for value in found for form in (value, unquote(value)) if len(form) >= MIN_REDACTED_LENGTH}
+
+
+def _port_problem(netloc: str) -> str | None:
+    """What is wrong with the port of ``netloc`` (``None``: fine or absent).
+
+    ``urlsplit`` says "not a number" for an out-of-range port and accepts 0; this says what is wrong.
+    """
+    hostport = netloc.rpartition("@")[2]
+    port = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    if ":" not in port:
+        return None
+    digits = port.rpartition(":")[2]
+    if not digits:
+        return None
+    if not re.fullmatch(r"[0-9]+", digits):
+        return "has a port that is not a number"
+    if not 1 <= int(digits) <= 65535:
+        return f"has port {int(digits)}; expected a port from 1 to 65535"
+    return None
+
+
+_INVALID_URL = "is not a valid URL (an IPv6 host goes in balanced [brackets])"
+
+
+def _split(url: str) -> SplitResult:
+    """``urlsplit`` that also checks the port; raises ``ValueError`` with a message safe to show."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port urlsplit cannot read
+    except ValueError:
+        problem = _port_problem(_url_pieces(url)[1])
+        raise ValueError(problem or _INVALID_URL) from None
+    problem = _port_problem(parts.netloc)
+    if problem:
+        raise ValueError(problem)
+    return parts
 
 
 # --------------------------------------------------------------------------- parsing
@@ -277,10 +363,17 @@ class _Parser:
         self.environ = environ
         self.problems: list[ConfigProblem] = []
         self.values: dict[str, Any] = {}
+        self.refused: set[str] = set()
 
     def raw(self, name: str) -> str | None:
         value = self.environ.get(name)
         if value is None:
+            return None
+        if "\x00" in value:
+            # Only a .env file can carry one; no path, URL or key may (os.mkdir would raise ValueError).
+            if name not in self.refused:
+                self.refused.add(name)
+                self.problem(name, "contains a NUL character")
             return None
         value = value.strip()
         return value or None
@@ -303,11 +396,14 @@ def parse_database_url(url: str) -> dict[str, Any]:
     """Turn ``postgres://user:pass@host:port/db?opt=v`` or ``sqlite:///path`` into a DATABASES entry.
 
     Raises:
-        ValueError: for an unsupported scheme or a URL without a database name.
+        ValueError: for an unsupported scheme, a malformed URL or port, or a URL without a database name
+            (the message never contains the URL).
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", url)
+    scheme = match[1].lower() if match else ""
     if scheme == "sqlite":
+        if "://" not in url:
+            raise ValueError("expected sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3")
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs/path.db -> "/abs/path.db"
         path = url.split("://", 1)[1]
         path = path[1:] if path.startswith("/") else path
@@ -315,15 +411,13 @@ def parse_database_url(url: str) -> dict[str, Any]:
             path = ":memory:"
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     if scheme in ("postgres", "postgresql"):
+        parts = _split(url)
         name = unquote(parts.path.lstrip("/"))
         if not name:
             raise ValueError("names no database (expected postgres://user@host:5432/dbname)")
         if not parts.hostname:
             raise ValueError("names no host (expected postgres://user@host:5432/dbname)")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("has a port that is not a number") from None
+        port = parts.port
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,
@@ -355,7 +449,7 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
         p.problem("DEBUG", f"must be true or false, got {debug_raw!r}")
 
     if strict:
-        missing = [name for name in REQUIRED_OUTSIDE_DEVELOPMENT if p.raw(name) is None]
+        missing = [name for name in REQUIRED_OUTSIDE_DEVELOPMENT if p.raw(name) is None and name not in p.refused]
         if missing:
             for name in missing:
                 p.problem(name, f"is required when ENVIRONMENT={environment.value}", missing=True)
@@ -385,43 +479,40 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
         except ValueError as exc:
             p.problem("DATABASE_URL", str(exc))
         else:
-            if strict and not db["ENGINE"].endswith("postgresql"):
+            sqlite = db["ENGINE"].endswith("sqlite3")
+            if strict and sqlite:
                 p.problem("DATABASE_URL", "must be a postgres:// or postgresql:// URL outside development")
+            elif sqlite and (folder_problem := _sqlite_folder_problem(db["NAME"])):
+                p.problem("DATABASE_URL", folder_problem)
             else:
                 values["database_url"] = Secret(database_url)
 
     redis_url = p.raw("REDIS_URL")
     if redis_url is not None:
-        parts = urlsplit(redis_url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            p.problem("REDIS_URL", f"has scheme {scheme or 'none'!r}; expected redis://, rediss:// or unix://")
-        elif scheme != "unix" and not parts.hostname:
-            p.problem("REDIS_URL", "names no host (expected redis://host:6379/0)")
-        elif scheme == "unix" and not parts.path:
-            p.problem("REDIS_URL", "names no socket path (expected unix:///path/to/redis.sock)")
+        problem = _redis_url_problem(redis_url)
+        if problem:
+            p.problem("REDIS_URL", problem)
         else:
-            try:
-                parts.port  # noqa: B018 - raises ValueError for a non-numeric port
-            except ValueError:
-                p.problem("REDIS_URL", "has a port that is not a number")
-            else:
-                values["redis_url"] = Secret(redis_url)
+            values["redis_url"] = Secret(redis_url)
 
     supabase_url = p.raw("SUPABASE_URL")
     if supabase_url is not None:
-        parts = urlsplit(supabase_url)
-        scheme = parts.scheme.lower()
-        local_http = scheme == "http" and parts.hostname in _LOOPBACK_HOSTS and not strict
-        if scheme != "https" and not local_http:
-            p.problem(
-                "SUPABASE_URL",
-                f"has scheme {scheme or 'none'!r}; expected https:// (http:// only for localhost in development)",
-            )
-        elif not parts.hostname:
-            p.problem("SUPABASE_URL", "names no host (expected https://<project>.supabase.co)")
+        try:
+            parts = _split(supabase_url)
+        except ValueError as exc:
+            p.problem("SUPABASE_URL", str(exc))
         else:
-            values["supabase_url"] = supabase_url.rstrip("/")
+            scheme = parts.scheme.lower()
+            local_http = scheme == "http" and parts.hostname in _LOOPBACK_HOSTS and not strict
+            if scheme != "https" and not local_http:
+                p.problem(
+                    "SUPABASE_URL",
+                    f"has scheme {scheme or 'none'!r}; expected https:// (http:// only for localhost in development)",
+                )
+            elif not parts.hostname:
+                p.problem("SUPABASE_URL", "names no host (expected https://<project>.supabase.co)")
+            else:
+                values["supabase_url"] = supabase_url.rstrip("/")
 
     _check_key(
         p,
@@ -449,9 +540,60 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
 
     log_file = p.raw("LOG_FILE")
     if log_file is not None:
-        values["log_file"] = log_file
+        problem = _log_file_problem(log_file)
+        if problem:
+            p.problem("LOG_FILE", problem)
+        else:
+            values["log_file"] = log_file
 
     return EnvSettings(**values), p.problems
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What is wrong with ``REDIS_URL`` (``None``: nothing); never includes the URL."""
+    try:
+        parts = _split(url)
+    except ValueError as exc:
+        return str(exc)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        return f"has scheme {scheme or 'none'!r}; expected redis://, rediss:// or unix://"
+    if scheme != "unix" and not parts.hostname:
+        return "names no host (expected redis://host:6379/0)"
+    if scheme == "unix" and not parts.path:
+        return "names no socket path (expected unix:///path/to/redis.sock)"
+    # redis-py reads the database from the path (redis://) or ?db=, and silently uses 0 for "/abc".
+    numbers = [value for name, value in parse_qsl(parts.query) if name == "db"]
+    if scheme != "unix" and parts.path.strip("/"):
+        numbers.append(parts.path.strip("/"))
+    if any(not re.fullmatch(r"[0-9]+", number) for number in numbers):
+        return "has a database number that is not a whole number (expected redis://host:6379/0)"
+    return None
+
+
+def _sqlite_folder_problem(name: str) -> str | None:
+    """Create the folder of an SQLite file (as ``videogen/settings.py`` would next); say why when it cannot."""
+    if name == ":memory:":
+        return None
+    folder = Path(name).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
+        return f"names an SQLite file whose folder cannot be created ({folder}: {reason})"
+    return None
+
+
+def _log_file_problem(path: str) -> str | None:
+    """What would make every log record fail to reach ``LOG_FILE`` (the handler opens it at the first record)."""
+    target = Path(path)
+    if target.is_dir():
+        return f"names a folder ({target}); expected a file path"
+    if not target.parent.is_dir():
+        return f"is in a folder that does not exist ({target.parent})"
+    if not os.access(target if target.exists() else target.parent, os.W_OK):
+        return f"cannot be written ({target})"
+    return None
 
 
 def _check_key(p: _Parser, values: dict[str, Any], name: str, valid: Any, expectation: str) -> None:
@@ -472,14 +614,27 @@ def read_environment(env_file: str | Path | None = None) -> dict[str, str]:
     """Return the process environment merged over the ``.env`` file (the environment wins).
 
     The file is ``env_file``, else ``$VIDEOGEN_ENV_FILE``, else ``.env`` in the
-    current directory; a missing file is simply skipped.
+    current directory; a missing file is simply skipped, and so is one that cannot
+    be read as UTF-8 text (:func:`load_env_settings` reports that as a problem).
     """
-    path = Path(env_file or os.environ.get("VIDEOGEN_ENV_FILE") or ".env")
+    return _read_environment(env_file)[0]
+
+
+def _read_environment(env_file: str | Path | None = None) -> tuple[dict[str, str], list[ConfigProblem]]:
+    """The merged environment, and the problem with the ``.env`` file if it could not be read."""
+    named = os.environ.get("VIDEOGEN_ENV_FILE")
+    path = Path(env_file or named or ".env")
     merged: dict[str, str] = {}
+    problems = []
     if path.is_file():
-        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        try:
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror})"
+            variable = "VIDEOGEN_ENV_FILE" if named and not env_file else ".env file"
+            problems.append(ConfigProblem(variable, f"names {path}, which {reason}; it was not read"))
     merged.update(os.environ)
-    return merged
+    return merged, problems
 
 
 def load_env_settings(
@@ -491,7 +646,11 @@ def load_env_settings(
     all; with ``strict=False`` the problems are returned beside settings that
     fall back to the embedded defaults, so Django can boot and report them.
     """
-    settings_obj, problems = _parse(read_environment() if environ is None else environ)
+    file_problems: list[ConfigProblem] = []
+    if environ is None:
+        environ, file_problems = _read_environment()
+    settings_obj, problems = _parse(environ)
+    problems = file_problems + problems
     if problems and strict:
         raise _config_error(problems)
     return settings_obj, problems
@@ -538,8 +697,8 @@ def _cached_secret_values() -> tuple[str, ...]:
         raw = (environ.get(name) or "").strip()
         if len(raw) >= MIN_REDACTED_LENGTH:
             values.add(raw)
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        values |= _redactable_passwords(environ.get(name))
+    for name in _URL_VARIABLES:
+        values |= _url_secrets(environ.get(name))
     # Longest first, so a secret that contains another is replaced whole.
     return tuple(sorted(values, key=len, reverse=True))
 

@@ -15,8 +15,9 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from decimal import Decimal
@@ -26,7 +27,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
+from common.conf import CREDENTIAL_PARAM_NAMES
+
 __all__ = [
+    "QUIET_LOGGERS",
     "JsonFormatter",
     "get_job_id",
     "get_logger",
@@ -112,21 +116,57 @@ def wrap_with_context(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-# --------------------------------------------------------------------------- formatting
+# --------------------------------------------------------------------------- extra keys
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None)).keys()) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-_RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logger", "exception")
+# Attributes every LogRecord has (plus the two the standard library also refuses in ``extra``).
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _make_record(
+    self: logging.Logger,
+    name: str,
+    level: int,
+    fn: str,
+    lno: int,
+    msg: object,
+    args: Any,
+    exc_info: Any,
+    func: str | None = None,
+    extra: Mapping[str, object] | None = None,
+    sinfo: str | None = None,
+) -> logging.LogRecord:
+    """``Logger.makeRecord``, except that an ``extra`` key naming a record attribute becomes ``extra_<key>``.
+
+    The standard library raises ``KeyError`` for ``extra={"module": ...}`` (or ``"message"``, ``"name"``,
+    ...) before any formatter runs, losing the line; here the value is kept under ``extra_module``.
+    """
+    record = logging.getLogRecordFactory()(name, level, fn, lno, msg, args, exc_info, func, sinfo)
+    if extra is not None:
+        for key in extra:
+            stored: Any = key
+            while stored in _RECORD_ATTRS or stored in record.__dict__:
+                stored = f"extra_{stored}"
+            record.__dict__[stored] = extra[key]
+    return record
+
+
+# Installed on the Logger class itself, not through logging.setLoggerClass: a subclass would only reach
+# loggers created after this import, and the root logger and Django's own are created before it.
+logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- redaction
+
+_RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logger", "exception", "format_error")
 
 _REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
-# Signed-URL tokens: ?token=..., &signature=..., X-Amz-Signature=..., Django signed "sig" params.
-# The value stops at a backslash too, so redacting a serialised JSON line never eats an escape.
-_URL_TOKEN = re.compile(r"(?i)([?&](?:token|signature|sig|x-amz-signature|apikey|api_key)=)[^&\s\"'\\]+")
+# URL credentials in query parameters (?password=, ?token=, ?key=, ?access_token=, &signature=, X-Amz-Signature=,
+# Django signed "sig" ...: the names common.conf masks). The value stops at a backslash too, so redacting a
+# serialised JSON line never eats an escape.
+_URL_TOKEN = re.compile(rf"(?i)([?&;](?:{CREDENTIAL_PARAM_NAMES})=)[^&\s\"'\\]+")
+# The password of scheme://user:password@host (up to the last "@" before the path): any length, configured or not.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:\"'\\]*:)[^\s/\"'\\]+@")
 _KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
 
 
@@ -148,24 +188,58 @@ def _as_in_json(secrets: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def redact(text: str, secrets: Sequence[str] | None = None) -> str:
-    """Replace configured secrets, bearer tokens and signed-URL tokens in ``text``."""
+    """Replace configured secrets, bearer tokens, URL credentials and key shapes in ``text``."""
     for secret in secrets if secrets is not None else _configured_secrets():
         if secret and secret in text:
             text = text.replace(secret, _REDACTED)
-    # The two word-boundary patterns cost a few microseconds per line even when nothing matches (this runs
-    # on every log record, twice); a substring test for the literal each match needs skips them.
+    # The patterns cost a few microseconds per line even when nothing matches (this runs on every log
+    # record, twice); a substring test for the literal each match needs skips them.
     if "bearer" in text.lower():
         text = _BEARER.sub(rf"\1 {_REDACTED}", text)
-    text = _URL_TOKEN.sub(rf"\1{_REDACTED}", text)
+    if "=" in text:
+        text = _URL_TOKEN.sub(rf"\1{_REDACTED}", text)
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(rf"\1{_REDACTED}@", text)
     if "sk-" in text or "r8_" in text or "sb_secret_" in text:
         text = _KEY_SHAPES.sub(_REDACTED, text)
     return text
 
 
-def _to_jsonable(value: Any) -> Any:
-    """Convert common non-JSON types; anything else falls back to ``repr``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+# --------------------------------------------------------------------------- JSON conversion
+
+# Containers deeper than this, or cycles, are cut (a self-referencing dict must not loop or blow the stack).
+_MAX_DEPTH = 32
+# json.dumps refuses ints of more than 4300 digits; anything this large is shown by its size.
+_BIG_INT = 1 << 4096
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or a placeholder when its ``__str__`` raises."""
+    try:
+        return value if isinstance(value, str) else str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break logging
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _safe_repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder when its ``__repr__`` raises (a tuple shows each item)."""
+    if type(value) is tuple:
+        items = ", ".join(_safe_repr(item) for item in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break logging
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _to_jsonable(value: Any, path: tuple[int, ...] = ()) -> Any:
+    """Convert common non-JSON types; anything else falls back to ``repr``. May raise (callers guard)."""
+    if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        return value if -_BIG_INT < value < _BIG_INT else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf': strict JSON has none
     if isinstance(value, (Decimal, UUID, Path)):
         return str(value)
     if isinstance(value, dt.datetime):
@@ -173,21 +247,28 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, Enum):
-        return _to_jsonable(value.value)
-    if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_to_jsonable(v) for v in value]
+        return _to_jsonable(value.value, path)
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        if id(value) in path:
+            return f"<recursive {type(value).__name__}>"
+        if len(path) >= _MAX_DEPTH:
+            return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH}>"
+        inner = (*path, id(value))
+        if isinstance(value, dict):
+            return {_key(k): _to_jsonable(v, inner) for k, v in value.items()}
+        return [_to_jsonable(v, inner) for v in value]
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
         try:
-            return _to_jsonable(model_dump(mode="json"))
+            return _to_jsonable(model_dump(mode="json"), path)
         except Exception:  # noqa: BLE001, S110 - fall through to repr below
             pass
-    try:
-        return repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not break logging
-        return f"<unrepresentable {type(value).__name__}>"
+    return _safe_repr(value)
+
+
+def _key(key: Any) -> str:
+    """A JSON object key for ``key`` (extra keys and dict keys need not be strings)."""
+    return key if isinstance(key, str) else _safe_str(key)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -196,13 +277,41 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    r"""``\xNN`` for a byte Python could not decode (a surrogate escape), ``\uNNNN`` for any other lone surrogate."""
+    code = ord(match[0])
+    return f"\\\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\\\u{code:04x}"
+
+
+def _valid_utf8(line: str) -> str:
+    r"""``line`` with lone surrogates (a non-UTF-8 file name, ``os.fsdecode``) spelled out, so it encodes as UTF-8.
+
+    Inside the JSON strings the byte 0xff of a file name becomes the four characters ``\xff``: readable,
+    and a UTF-8 log file or pipe takes the line instead of dropping it with a "Logging error".
+    """
+    if line.isascii():
+        return line
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escape_surrogate, line)
+    return line
+
+
+# --------------------------------------------------------------------------- the formatter
+
+
 class JsonFormatter(logging.Formatter):
     """Format each record as one JSON object per line; never raises.
 
     Fields: ``timestamp`` (UTC, ISO 8601 with ``Z``), ``level``, ``module``
     (the logger name), ``job_id``, ``stage``, ``message``, then the ``extra``
     fields (a key that collides with a reserved one is renamed ``extra_<key>``),
-    then ``exception`` when there is one. Secrets are redacted.
+    then ``format_error`` when the message could not be built, then ``exception``
+    when there is one. Secrets are redacted; the line is strict JSON in valid UTF-8.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -210,46 +319,100 @@ class JsonFormatter(logging.Formatter):
         try:
             return self._format(record)
         except Exception as exc:  # noqa: BLE001 - last resort: a formatter must never raise
-            return json.dumps(
-                {
-                    "timestamp": _iso(dt.datetime.now(dt.UTC)),
-                    "level": getattr(record, "levelname", "ERROR"),
-                    "module": getattr(record, "name", "?"),
-                    "message": "log record could not be formatted",
-                    "format_error": repr(exc),
-                }
-            )
+            return self._fallback(record, exc)
 
     def _format(self, record: logging.LogRecord) -> str:
         secrets = _configured_secrets()
+        format_error = None
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - bad %-args
-            message = f"{record.msg!r} % {record.args!r}"
+        except Exception as exc:  # noqa: BLE001 - bad %-args, a raising __str__/__repr__
+            message = f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}" if record.args else _safe_repr(record.msg)
+            format_error = f"{type(exc).__name__}: {_safe_str(exc)}"
         extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
         payload: dict[str, Any] = {
             "timestamp": _iso(dt.datetime.fromtimestamp(record.created, dt.UTC)),
             "level": record.levelname,
             "module": record.name,
-            "job_id": _to_jsonable(extras.pop("job_id", None) or _job_id.get()),
-            "stage": _to_jsonable(extras.pop("stage", None) or _stage.get()),
-            "message": redact(str(message), secrets),
+            "job_id": _converted(extras.pop("job_id", None) or _job_id.get()),
+            "stage": _converted(extras.pop("stage", None) or _stage.get()),
+            "message": redact(message, secrets),
         }
         for key, value in extras.items():
-            name = f"extra_{key}" if key in _RESERVED else key
-            payload[name] = _to_jsonable(value)
+            name = _key(key)
+            payload[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
+        if format_error is not None:
+            payload["format_error"] = redact(format_error, secrets)
         if record.exc_info:
             payload["exception"] = redact(self.formatException(record.exc_info), secrets)
         elif record.exc_text:
             payload["exception"] = redact(record.exc_text, secrets)
-        text = json.dumps(payload, ensure_ascii=False, default=repr)
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_safe_repr)
         # Redact what arrived through extra fields (configured secrets, as serialised, bearer tokens,
-        # signed-URL tokens, key shapes) on the serialised line; the replacements keep the JSON valid.
-        return redact(text, _as_in_json(secrets))
+        # URL credentials, key shapes) on the serialised line; the replacements keep the JSON valid.
+        return _valid_utf8(redact(text, _as_in_json(secrets)))
+
+    def _fallback(self, record: logging.LogRecord, exc: Exception) -> str:
+        """The line for a record that could not be formatted: still its message and job, still redacted."""
+        try:
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001
+                message = _safe_repr(getattr(record, "msg", None))
+            job_id = getattr(record, "job_id", None) or _job_id.get()
+            stage = getattr(record, "stage", None) or _stage.get()
+            payload = {
+                "timestamp": _iso(dt.datetime.now(dt.UTC)),
+                "level": _safe_str(getattr(record, "levelname", "ERROR")),
+                "module": _safe_str(getattr(record, "name", "?")),
+                "job_id": None if job_id is None else _safe_str(job_id),
+                "stage": None if stage is None else _safe_str(stage),
+                "message": message,
+                "format_error": f"{type(exc).__name__}: {_safe_str(exc)}",
+            }
+            secrets = _configured_secrets()
+            text = json.dumps(payload, ensure_ascii=False)
+            return _valid_utf8(redact(redact(text, secrets), _as_in_json(secrets)))
+        except Exception:  # noqa: BLE001 - nothing of the record can be shown safely
+            return json.dumps(
+                {
+                    "timestamp": _iso(dt.datetime.now(dt.UTC)),
+                    "level": "ERROR",
+                    "message": "log record could not be formatted",
+                }
+            )
 
 
-def build_logging_config(level: str, log_file: str | None = None) -> dict[str, Any]:
-    """Return a ``LOGGING`` dict: JSON to the console, plus a rotating file (100 MB x 5) when set."""
+def _converted(value: Any) -> Any:
+    """:func:`_to_jsonable`, or a placeholder when the value cannot be converted (one bad extra spoils nothing)."""
+    try:
+        return _to_jsonable(value)
+    except Exception:  # noqa: BLE001 - a broken object must not lose the line
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+# Loggers kept quieter than the root level by default. Django logs every 4xx/5xx request itself; httpx logs
+# every request the Supabase client makes at INFO (half of all lines in a pipeline run), httpcore and hpack
+# trace each connection at DEBUG. Override with build_logging_config(..., logger_levels={"httpx": "INFO"}).
+QUIET_LOGGERS: dict[str, str] = {
+    "django": "WARNING",
+    "httpx": "WARNING",
+    "httpcore": "WARNING",
+    "hpack": "WARNING",
+}
+
+
+def build_logging_config(
+    level: str, log_file: str | None = None, *, logger_levels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a ``LOGGING`` dict: JSON to the console, plus a rotating file (100 MB x 5) when set.
+
+    Args:
+        level: the root level (``LOG_LEVEL``).
+        log_file: also write to this file (``LOG_FILE``).
+        logger_levels: levels of named loggers, over :data:`QUIET_LOGGERS` (``{"httpx": "INFO"}`` shows
+            httpx's request lines again; ``{"boto3": "ERROR"}`` quiets another library).
+    """
     handlers: dict[str, Any] = {
         "console": {"class": "logging.StreamHandler", "formatter": "json"},
     }
@@ -263,14 +426,12 @@ def build_logging_config(level: str, log_file: str | None = None) -> dict[str, A
             "encoding": "utf-8",
             "delay": True,
         }
+    levels = {**QUIET_LOGGERS, **(logger_levels or {})}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "common.log.JsonFormatter"}},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": level},
-        "loggers": {
-            # Django logs every 4xx/5xx request itself; keep its chatter at WARNING.
-            "django": {"level": "WARNING", "propagate": True},
-        },
+        "loggers": {name: {"level": name_level, "propagate": True} for name, name_level in levels.items()},
     }

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import pickle
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,6 +16,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,35 +26,21 @@ from django.test import override_settings
 from pydantic import BaseModel
 
 from common import cache
+from common.cache_keys import cache_settings
 from common.conf import app_settings
 from common.errors import ValidationError
+from tests.envtools import subprocess_env
 from tests.servicekit import closed_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def redis_caches(url: str) -> dict:
     """CACHES as videogen/settings.py builds them for REDIS_URL."""
-    return {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": url,
-            "KEY_FUNCTION": "common.cache_keys.make_key",
-            "KEY_PREFIX": "videogen:cache",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "CONNECTION_FACTORY": "common.cache.ConnectionFactory",
-            },
-        }
-    }
+    return cache_settings(url)
 
 
-LOCMEM = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "test-cache",
-        "KEY_FUNCTION": "common.cache_keys.make_key",
-        "KEY_PREFIX": "videogen:cache",
-    }
-}
+LOCMEM = cache_settings(None, location="test-cache")
 
 
 class Colour(Enum):
@@ -324,3 +315,179 @@ def test_encoder_rejects_unknown_objects() -> None:
     with pytest.raises(ValidationError):
         cache.dumps_json({1, object()})
     assert json.loads(cache.dumps_json({"s": {3}, "td": dt.timedelta(seconds=1.5)})) == {"s": [3], "td": 1.5}
+
+
+# --------------------------------------------------------------------------- never unpickle what Redis holds
+
+
+class Exploit:
+    """A pickle that, when loaded, writes a marker file (what an attacker with Redis access would plant)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
+
+
+UNREADABLE_VALUES = {
+    "garbage": b"hello",
+    "binary": b"\xff\xfe\x00garbage",
+    "old-pickle": pickle.dumps({"plan": [1, 2, 3]}),
+    "truncated-json": b'{"plan": [1, 2',
+    "too-deep": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+class TestUnreadableValues:
+    """Values the app did not write (forged, garbage, old pickles) are misses with a warning, never loaded."""
+
+    def test_a_forged_pickle_never_runs(self, redis_url: str, key: str, tmp_path: Path, cache_warnings: list) -> None:
+        marker = tmp_path / "marker"
+        raw = redis.Redis.from_url(redis_url)
+        raw.set(f"videogen:cache:{key}", pickle.dumps(Exploit(str(marker))))
+        with override_settings(CACHES=redis_caches(redis_url)):
+            assert cache.get(key, "miss") == "miss"
+            assert cache.get_json(key, default="miss") == "miss"
+            assert cache.get_many([key]) == {}
+            assert caches["default"].get(key, "miss") == "miss"  # Django's own API (DRF's throttle) too
+        assert not marker.exists()
+        unreadable = [r for r in cache_warnings if r.levelno == logging.WARNING and "unreadable" in r.getMessage()]
+        assert len(unreadable) >= 3
+        assert all(r.cache_key == key for r in unreadable)
+
+    @pytest.mark.parametrize("raw_value", list(UNREADABLE_VALUES.values()), ids=list(UNREADABLE_VALUES))
+    def test_unreadable_value_is_a_miss_with_a_warning(
+        self, redis_url: str, key: str, raw_value: bytes, cache_warnings: list
+    ) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        raw.set(f"videogen:cache:{key}", raw_value)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            assert cache.get(key) is None
+            assert cache.get(key, "miss") == "miss"
+            assert cache.get_json(key, default="miss") == "miss"
+            assert cache.get_many([key]) == {}
+        warnings = [r for r in cache_warnings if r.levelno == logging.WARNING]
+        assert len(warnings) == 4
+        assert all("unreadable" in r.getMessage() and r.cache_key == key for r in warnings)
+        assert raw.get(f"videogen:cache:{key}") == raw_value  # reading never changes what is there
+
+    async def test_async_twins_treat_unreadable_values_as_misses(
+        self, redis_url: str, key: str, cache_warnings: list
+    ) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        raw.set(f"videogen:cache:{key}", b"hello")
+        with override_settings(CACHES=redis_caches(redis_url)):
+            assert await cache.aget(key, "miss") == "miss"
+            assert await cache.aget_json(key, default="miss") == "miss"
+            assert await cache.aget_many([key]) == {}
+        assert len([r for r in cache_warnings if r.levelno == logging.WARNING]) == 3
+
+    def test_get_many_keeps_the_readable_values(self, redis_url: str, key: str, cache_warnings: list) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            try:
+                cache.set(f"{key}:a", {"a": 1})
+                raw.set(f"videogen:cache:{key}:bad", b"\x80\x04garbage")
+                cache.set(f"{key}:c", [3])
+                assert cache.get_many([f"{key}:a", f"{key}:bad", f"{key}:c", f"{key}:missing"]) == {
+                    f"{key}:a": {"a": 1},
+                    f"{key}:c": [3],
+                }
+            finally:
+                for suffix in ("a", "bad", "c"):
+                    cache.delete(f"{key}:{suffix}")
+
+    def test_redis_holds_plain_json(self, redis_url: str, key: str) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            cache.set(key, {"cost": Decimal("1.50"), "ids": (1, 2)})
+            assert json.loads(raw.get(f"videogen:cache:{key}")) == {"cost": "1.50", "ids": [1, 2]}
+            cache.set(key, 7)
+            assert raw.get(f"videogen:cache:{key}") == b"7"
+
+    def test_the_shipped_settings_never_unpickle(self, redis_url: str, tmp_path: Path) -> None:
+        """A real process configured by videogen/settings.py with REDIS_URL: both APIs refuse the pickle."""
+        name = f"test:{uuid.uuid4().hex}"
+        marker = tmp_path / "marker"
+        raw = redis.Redis.from_url(redis_url)
+        raw.set(f"videogen:cache:{name}", pickle.dumps(Exploit(str(marker))))
+        code = (
+            "from common import cache; from django.core.cache import caches\n"
+            f"print(cache.get({name!r}, 'miss'), caches['default'].get({name!r}, 'miss'))\n"
+        )
+        try:
+            result = subprocess.run(
+                [sys.executable, "manage.py", "shell", "-c", code],
+                cwd=ROOT,
+                env=subprocess_env({"REDIS_URL": redis_url}),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            raw.delete(f"videogen:cache:{name}")
+        assert not marker.exists()
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1].split() == ["miss", "miss"]
+        assert "Ignoring an unreadable cached value" in result.stderr
+
+    def test_with_django_redis_default_client_too(self, redis_url: str, key: str, cache_warnings: list) -> None:
+        """A CACHES that keeps django-redis' own client (only the serializer set) still answers misses."""
+        config = redis_caches(redis_url)
+        config["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.DefaultClient"
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=config):
+            try:
+                cache.set(f"{key}:good", [1])
+                raw.set(f"videogen:cache:{key}", b"\x80\x04garbage")
+                assert cache.get(key, "miss") == "miss"
+                assert cache.get_many([key, f"{key}:good"]) == {f"{key}:good": [1]}
+            finally:
+                cache.delete(f"{key}:good")
+        assert len([r for r in cache_warnings if r.levelno == logging.WARNING]) == 2
+
+
+class TestValuesAreJSON:
+    def test_values_come_back_as_json_on_every_backend(self, backend: str, key: str) -> None:
+        job = uuid.uuid4()
+        cache.set(key, {"cost": Decimal("0.25"), "job": job, "pair": (1, 2), "colour": Colour.RED})
+        assert cache.get(key) == {"cost": "0.25", "job": str(job), "pair": [1, 2], "colour": "red"}
+
+    def test_a_value_json_cannot_hold_is_refused_and_nothing_written(self, backend: str, key: str) -> None:
+        cache.set(key, "before")
+        for bad in (object(), {"x": {1, object()}}, float("nan"), {1j: 2}):
+            with pytest.raises(ValidationError, match="cannot be stored as JSON"):
+                cache.set(key, bad)
+        assert cache.get(key) == "before"
+
+    def test_nan_and_infinite_ttls_are_refused(self, backend: str, key: str) -> None:
+        for bad in (float("nan"), float("inf"), -float("inf"), 10**30, dt.timedelta.max):
+            with pytest.raises(ValidationError, match="ex must be"):
+                cache.set(key, 1, ex=bad)
+            with pytest.raises(ValidationError, match="ttl must be"):
+                cache.set_json(key, 1, ttl=bad)
+        assert cache.get(key) is None
+
+    def test_deeply_nested_values_are_refused(self, backend: str, key: str) -> None:
+        deep: list[Any] = []
+        for _ in range(100_000):
+            deep = [deep]
+        with pytest.raises(ValidationError, match="nested too deeply"):
+            cache.set_json(key, deep)
+        with pytest.raises(ValidationError, match="nested too deeply"):
+            cache.set(key, deep)
+        assert cache.get(key) is None
+
+    def test_get_many(self, backend: str, key: str) -> None:
+        assert cache.get_many([]) == {}
+        cache.set(f"{key}:1", 1)
+        cache.set(f"{key}:2", "two")
+        try:
+            assert cache.get_many([f"{key}:1", f"{key}:2", f"{key}:3"]) == {f"{key}:1": 1, f"{key}:2": "two"}
+            with pytest.raises(ValidationError):
+                cache.get_many([f"{key}:1", "bad key"])
+        finally:
+            cache.delete(f"{key}:1")
+            cache.delete(f"{key}:2")

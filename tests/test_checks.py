@@ -185,3 +185,84 @@ def test_checks_are_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "common.E001" in ids
     with override_settings(VIDEOGEN_COMMON={"NOPE": 1}):
         assert "common.E003" in [m.id for m in run_checks()]
+
+
+# --------------------------------------------------------------------------- values that used to crash or pass silently
+
+
+def test_values_that_crashed_check_are_e002_lines_all_at_once() -> None:
+    """Before: ValueError (IPv6), FileNotFoundError (SQLite folder) tracebacks from settings.py."""
+    result = manage(
+        "check",
+        env={
+            "REDIS_URL": "redis://:pw@[::1:6379/0",
+            "SUPABASE_URL": "https://[bad",
+            "DATABASE_URL": "sqlite:////proc/x/db.sqlite3",
+            "LOG_LEVEL": "loud",
+        },
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    messages = sorted(common_messages(result))
+    assert [check_id for check_id, _ in messages] == ["common.E002"] * 4
+    texts = [text for _, text in messages]
+    assert texts[0].startswith("DATABASE_URL names an SQLite file whose folder cannot be created (/proc/x: ")
+    assert texts[1:] == [
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (case-insensitive), got 'loud'.",
+        "REDIS_URL is not a valid URL (an IPv6 host goes in balanced [brackets]).",
+        "SUPABASE_URL is not a valid URL (an IPv6 host goes in balanced [brackets]).",
+    ]
+
+
+def test_an_env_file_that_is_not_text_is_an_e002_line() -> None:
+    result = manage("check", env={"VIDEOGEN_ENV_FILE": "/bin/true", "REDIS_URL": "http://x"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert sorted(common_messages(result)) == [
+        ("common.E002", "REDIS_URL has scheme 'http'; expected redis://, rediss:// or unix://."),
+        ("common.E002", "VIDEOGEN_ENV_FILE names /bin/true, which is not UTF-8 text; it was not read."),
+    ]
+
+
+def test_values_that_were_silently_accepted_are_e002_lines() -> None:
+    """Before: REDIS_URL .../abc used DB 0, DATABASE_URL port 0 was shown and used as 5432, 99999 was 'not a number'."""
+    result = manage(
+        "check",
+        env={
+            "REDIS_URL": "redis://127.0.0.1:6379/abc",
+            "DATABASE_URL": "postgres://videogen:Db-Pa55word-Secret@127.0.0.1:0/db",
+            "SUPABASE_URL": "https://abc.supabase.co:99999",
+        },
+    )
+    assert result.returncode != 0
+    assert sorted(common_messages(result)) == [
+        ("common.E002", "DATABASE_URL has port 0; expected a port from 1 to 65535."),
+        ("common.E002", "REDIS_URL has a database number that is not a whole number (expected redis://host:6379/0)."),
+        ("common.E002", "SUPABASE_URL has port 99999; expected a port from 1 to 65535."),
+    ]
+    assert_no_secret(result)
+
+
+def test_check_messages_never_show_url_credentials() -> None:
+    result = manage(
+        "check",
+        env={
+            **PRODUCTION_ENV,
+            "REDIS_URL": "http://cache:6379/0?password=Query-Redis-Secret",
+            "DATABASE_URL": "postgres://u:Userinfo-Db-Secret@[::1/db?token=Query-Db-Secret",
+        },
+    )
+    assert [check_id for check_id, _ in common_messages(result)] == ["common.E002", "common.E002"]
+    assert_no_secret(result, "Query-Redis-Secret", "Userinfo-Db-Secret", "Query-Db-Secret")
+
+
+def test_nul_in_env_file_and_unusable_log_file_are_e002_lines(tmp_path: Path) -> None:
+    env_file = tmp_path / "nul.env"
+    env_file.write_bytes(b"DATABASE_URL=sqlite:///tmp/a\x00b/db.sqlite3\n")
+    result = manage("check", env={"VIDEOGEN_ENV_FILE": str(env_file), "LOG_FILE": "/proc/x/videogen.log"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert sorted(common_messages(result)) == [
+        ("common.E002", "DATABASE_URL contains a NUL character."),
+        ("common.E002", "LOG_FILE is in a folder that does not exist (/proc/x)."),
+    ]

@@ -106,3 +106,29 @@ def test_in_a_real_process_without_traceback_or_secret() -> None:
     for result in (ok, bad):
         for secret in (*SECRET_VALUES, "sk-wrong!"):
             assert secret not in result.stdout + result.stderr
+
+
+def test_url_credentials_in_any_form_are_masked_in_a_real_process() -> None:
+    """Before: REDIS_URL=...?password=S3cret was printed verbatim."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "describe_config"],
+        cwd=ROOT,
+        env=subprocess_env(
+            {
+                "REDIS_URL": "redis://127.0.0.1:6379/13?password=S3cret",
+                "DATABASE_URL": "postgres://videogen@127.0.0.1:5432/videogen?password=Db-Query-Secret",
+                "SUPABASE_URL": "http://127.0.0.1:54321?apikey=Supabase-Query-Secret",
+                "SUPABASE_SERVICE_KEY": "sb_secret_ServiceKeyValue0123",
+            }
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for secret in ("S3cret", "Db-Query-Secret", "Supabase-Query-Secret", "sb_secret_ServiceKeyValue0123"):
+        assert secret not in output
+    assert "  cache:       Redis at redis://127.0.0.1:6379/13?password=***" in result.stdout
+    assert "  storage:     Supabase Storage at http://127.0.0.1:54321?apikey=***" in result.stdout

@@ -316,6 +316,7 @@ def test_database_url_good_in_development(url: str) -> None:
         ("postgres:///videogen", "names no host (expected postgres://user@host:5432/dbname)"),
         ("postgres://u@host:port/db", "has a port that is not a number"),
         ("db.example.com/videogen", "has scheme ''; expected postgres://, postgresql:// or sqlite://"),
+        ("sqlite:relative.db", "expected sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3"),
     ],
 )
 def test_database_url_bad(url: str, message: str) -> None:
@@ -418,7 +419,7 @@ def test_key_formats(name: str, good: list[str], bad: list[str], message: str) -
 
 
 def test_log_file() -> None:
-    assert load_env_settings({"LOG_FILE": "/var/log/videogen.log"})[0].log_file == "/var/log/videogen.log"
+    assert load_env_settings({"LOG_FILE": "/tmp/videogen.log"})[0].log_file == "/tmp/videogen.log"
 
 
 # --------------------------------------------------------------------------- secrets never shown
@@ -762,3 +763,185 @@ def test_secret_values_cover_the_percent_encoded_password_as_written(monkeypatch
     assert {"p%40ss%22word-long", 'p@ss"word-long'} <= set(conf.get_secret_values())
     env, _ = load_env_settings({"DATABASE_URL": "postgres://u:p%40ss%22word-long@h/db"})
     assert {"p%40ss%22word-long", 'p@ss"word-long'} <= set(env.secret_values())
+
+
+# --------------------------------------------------------------------------- URL credentials (every form masked)
+
+# (URL, the credential it carries, the URL as shown)
+CREDENTIAL_URLS = [
+    ("redis://127.0.0.1:6379/13?password=S3cret", "S3cret", "redis://127.0.0.1:6379/13?password=***"),
+    ("rediss://default:Pa55-w0rd@cache:6380/0", "Pa55-w0rd", "rediss://default:***@cache:6380/0"),
+    ("redis://:p@ss@cache:6379/0", "p@ss", "redis://:***@cache:6379/0"),
+    ("redis://cache:6379/0?db=2&token=tok-value-1", "tok-value-1", "redis://cache:6379/0?db=2&token=***"),
+    ("redis://cache/0?key=k3y-value&x=1", "k3y-value", "redis://cache/0?key=***&x=1"),
+    ("redis://cache/0?access_token=at-value", "at-value", "redis://cache/0?access_token=***"),
+    ("redis://cache/0?API-Key=ak-value", "ak-value", "redis://cache/0?API-Key=***"),
+    ("redis://cache/0?client_secret=cs-value", "cs-value", "redis://cache/0?client_secret=***"),
+    ("redis://cache/0?sig=sig-value", "sig-value", "redis://cache/0?sig=***"),
+    ("redis://cache/0?X-Amz-Signature=amz-value", "amz-value", "redis://cache/0?X-Amz-Signature=***"),
+    ("redis://cache/0?sslpassword=ssl-value", "ssl-value", "redis://cache/0?sslpassword=***"),
+    ("redis://u:pw1@cache/0?password=pw2#frag", "pw2", "redis://u:***@cache/0?password=***#frag"),
+    ("unix:///run/redis.sock?db=1&password=sock-pw", "sock-pw", "unix:///run/redis.sock?db=1&password=***"),
+]
+
+
+@pytest.mark.parametrize(("url", "credential", "shown"), CREDENTIAL_URLS)
+def test_mask_url_hides_every_credential_form(url: str, credential: str, shown: str) -> None:
+    assert conf.mask_url(url) == shown
+    assert credential not in conf.mask_url(url)
+
+
+def test_mask_url_keeps_ordinary_parameters_and_never_raises() -> None:
+    plain = "redis://cache:6379/0?db=2&socket_timeout=5&keyword=x&monkey=y&token_type=z"
+    assert conf.mask_url(plain) == plain
+    assert conf.mask_url("redis://:pw@[::1:6379/0") == "redis://:***@[::1:6379/0"  # not a valid URL: still masked
+    assert conf.mask_url("") == ""
+
+
+@pytest.mark.parametrize(("url", "credential", "shown"), CREDENTIAL_URLS)
+def test_url_credentials_never_appear_in_repr_or_describe(url: str, credential: str, shown: str) -> None:
+    env, problems = load_env_settings({"REDIS_URL": url}, strict=False)
+    assert problems == []
+    text = repr(env) + str(env) + "\n".join(env.describe())
+    assert credential not in text
+    assert f"cache:       Redis at {shown}" in env.describe()
+
+
+def test_database_and_supabase_url_credentials_never_appear() -> None:
+    env, problems = load_env_settings(
+        production(
+            DATABASE_URL="postgresql://videogen@db.example.com:5432/postgres?password=Query-Db-Secret&sslmode=require",
+            SUPABASE_URL="https://abc.supabase.co?apikey=Query-Supabase-Secret",
+        ),
+        strict=False,
+    )
+    assert problems == []
+    text = repr(env) + "\n".join(env.describe())
+    assert "Query-Db-Secret" not in text
+    assert "Query-Supabase-Secret" not in text
+    assert "storage:     Supabase Storage at https://abc.supabase.co?apikey=***" in env.describe()
+    assert {"Query-Db-Secret", "Query-Supabase-Secret"} <= set(env.secret_values())
+
+
+def test_query_credentials_are_redacted_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(
+        monkeypatch,
+        {"REDIS_URL": "redis://127.0.0.1:6379/13?password=Query%2DSecret-1", "DATABASE_URL": "postgres://h/db?token=t"},
+    )
+    values = conf.get_secret_values()
+    assert {"Query%2DSecret-1", "Query-Secret-1"} <= set(values)
+    assert "t" not in values  # short values are left to the URL-shape redaction of the logs
+    # An unparseable URL still yields its password (a crash here would turn all redaction off).
+    use_environment(monkeypatch, {"REDIS_URL": "redis://:long-enough-pw@[::1:6379/0"})
+    assert "long-enough-pw" in conf.get_secret_values()
+
+
+# --------------------------------------------------------------------------- malformed URLs, ports, files
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("REDIS_URL", "redis://:pw@[::1:6379/0", "is not a valid URL (an IPv6 host goes in balanced [brackets])"),
+        ("SUPABASE_URL", "https://[bad", "is not a valid URL (an IPv6 host goes in balanced [brackets])"),
+        ("SUPABASE_URL", "https://[bad]/x", "is not a valid URL (an IPv6 host goes in balanced [brackets])"),
+        ("DATABASE_URL", "postgres://u:pw@[::1/db", "is not a valid URL (an IPv6 host goes in balanced [brackets])"),
+        (
+            "REDIS_URL",
+            "redis://127.0.0.1:6379/abc",
+            "has a database number that is not a whole number (expected redis://host:6379/0)",
+        ),
+        (
+            "REDIS_URL",
+            "redis://127.0.0.1:6379/-1",
+            "has a database number that is not a whole number (expected redis://host:6379/0)",
+        ),
+        (
+            "REDIS_URL",
+            "unix:///run/redis.sock?db=x",
+            "has a database number that is not a whole number (expected redis://host:6379/0)",
+        ),
+        ("REDIS_URL", "redis://127.0.0.1:0/0", "has port 0; expected a port from 1 to 65535"),
+        ("REDIS_URL", "redis://127.0.0.1:65536/0", "has port 65536; expected a port from 1 to 65535"),
+        ("REDIS_URL", "redis://127.0.0.1:+5/0", "has a port that is not a number"),
+        ("DATABASE_URL", "postgres://u@127.0.0.1:0/db", "has port 0; expected a port from 1 to 65535"),
+        ("DATABASE_URL", "postgres://u@127.0.0.1:99999/db", "has port 99999; expected a port from 1 to 65535"),
+        ("DATABASE_URL", "postgres://u@127.0.0.1:\u0663/db", "has a port that is not a number"),
+        ("SUPABASE_URL", "https://abc.supabase.co:0", "has port 0; expected a port from 1 to 65535"),
+    ],
+)
+def test_malformed_urls_are_problems_not_crashes(name: str, value: str, message: str) -> None:
+    assert only_problem({name: value}) == ConfigProblem(name, message)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://h:6379", "redis://h:6379/", "redis://h:6379/15", "redis://h/0?db=3", "unix:///s.sock?db=2"]
+)
+def test_redis_database_numbers_accepted(url: str) -> None:
+    assert problems_of({"REDIS_URL": url}) == []
+
+
+def test_parse_database_url_refuses_port_zero_and_bad_hosts() -> None:
+    with pytest.raises(ValueError, match="has port 0"):
+        parse_database_url("postgres://u@127.0.0.1:0/db")
+    with pytest.raises(ValueError, match="is not a valid URL"):
+        parse_database_url("postgres://u@[::1/db")
+    assert parse_database_url("postgres://u@[::1]:6543/db")["HOST"] == "::1"
+
+
+def test_sqlite_folder_that_cannot_be_created_is_a_problem(tmp_path: Path) -> None:
+    problem = only_problem({"DATABASE_URL": "sqlite:////proc/x/db.sqlite3"})
+    assert problem.variable == "DATABASE_URL"
+    assert problem.message.startswith("names an SQLite file whose folder cannot be created (/proc/x: ")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert only_problem({"DATABASE_URL": f"sqlite:///{blocker}/db.sqlite3"}).variable == "DATABASE_URL"
+    # A folder that can be created is created (what videogen/settings.py would do next anyway).
+    assert problems_of({"DATABASE_URL": f"sqlite:///{tmp_path}/new/db.sqlite3"}) == []
+    assert (tmp_path / "new").is_dir()
+
+
+def test_env_file_that_is_not_text_is_a_problem_and_the_rest_is_still_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    binary = tmp_path / "binary.env"
+    binary.write_bytes(b"LOG_LEVEL=debug\n\xd0\xff\xfe\x00binary")
+    use_environment(monkeypatch, {"REDIS_URL": "http://x"})
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(binary))
+    problems = get_env_problems()
+    assert [p.variable for p in problems] == ["VIDEOGEN_ENV_FILE", "REDIS_URL"]
+    assert problems[0].message == f"names {binary}, which is not UTF-8 text; it was not read"
+    assert read_environment()["REDIS_URL"] == "http://x"
+    assert "LOG_LEVEL" not in read_environment()
+    with pytest.raises(ConfigError, match="VIDEOGEN_ENV_FILE: names"):
+        get_settings()
+
+
+def test_nul_in_an_env_file_value_is_a_problem_not_a_crash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "nul.env"
+    env_file.write_bytes(
+        b"ENVIRONMENT=production\nDATABASE_URL=sqlite:///tmp/a\x00b/db.sqlite3\nLOG_FILE=/tmp/x\x00y\n"
+        b"JWT_SECRET_KEY=jwt-secret\x00-value-that-is-long-enough-0123456789\n"
+    )
+    use_environment(monkeypatch)
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(env_file))
+    problems = get_env_problems()
+    assert [(p.variable, p.message) for p in problems if not p.missing] == [
+        ("DATABASE_URL", "contains a NUL character"),
+        ("JWT_SECRET_KEY", "contains a NUL character"),
+        ("LOG_FILE", "contains a NUL character"),
+    ]
+    missing = [p.variable for p in problems if p.missing]
+    assert "DATABASE_URL" not in missing  # set, though unusable: reported once, as invalid
+    assert "REDIS_URL" in missing
+
+
+def test_log_file_that_cannot_be_written_is_a_problem(tmp_path: Path) -> None:
+    """Before: accepted, then every record failed with "--- Logging error ---" on stderr."""
+    assert only_problem({"LOG_FILE": str(tmp_path)}) == ConfigProblem(
+        "LOG_FILE", f"names a folder ({tmp_path}); expected a file path"
+    )
+    assert only_problem({"LOG_FILE": "/proc/x/videogen.log"}) == ConfigProblem(
+        "LOG_FILE", "is in a folder that does not exist (/proc/x)"
+    )
+    assert load_env_settings({"LOG_FILE": str(tmp_path / "videogen.log")})[0].log_file == str(tmp_path / "videogen.log")

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import logging.config
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from uuid import UUID
 
 import pytest
 from django.conf import settings as django_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from common import conf
@@ -366,22 +369,27 @@ def test_bad_percent_args_do_not_raise() -> None:
 
 def test_broken_repr_in_args_does_not_raise() -> None:
     record = format_record("value: %s", BrokenRepr())
-    assert record["message"] == "log record could not be formatted"
-    assert "repr exploded" in record["format_error"]
+    assert record["message"] == "'value: %s' % (<unrepresentable BrokenRepr>,)"
+    assert record["format_error"] == "RuntimeError: repr exploded"
     assert record["level"] == "INFO"
     assert record["module"] == "tests.log.direct"
     assert TIMESTAMP.match(record["timestamp"])
 
 
 def test_broken_message_object_does_not_raise() -> None:
-    assert format_record(BrokenRepr())["message"] == "log record could not be formatted"
+    record = format_record(BrokenRepr())
+    assert record["message"] == "<unrepresentable BrokenRepr>"
+    assert record["format_error"] == "RuntimeError: repr exploded"
 
 
 def test_formatter_survives_a_record_without_attributes() -> None:
     record = logging.makeLogRecord({"msg": "x"})
     del record.created  # the fallback line must not need it
-    data = json.loads(JsonFormatter().format(record))
-    assert data["message"] == "log record could not be formatted"
+    with job_context(JOB):
+        data = json.loads(JsonFormatter().format(record))
+    assert data["message"] == "x"
+    assert data["job_id"] == str(JOB)
+    assert data["format_error"] == "AttributeError: 'LogRecord' object has no attribute 'created'"
 
 
 def test_formatter_survives_a_failing_secret_lookup(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -584,3 +592,366 @@ def test_run_in_context_isolates_changes() -> None:
     with job_context("outer"):
         assert run_in_context(work, 2, b=3) == (5, "inside")
         assert get_job_id() == "outer"
+
+
+# --------------------------------------------------------------------------- URL credentials in any form
+
+
+def test_url_credentials_are_redacted_in_every_form(cap: Capture) -> None:
+    cap.logger.info(
+        "connecting to %s",
+        "redis://127.0.0.1:6379/13?password=S3cret",
+        extra={
+            "urls": [
+                "redis://:pw@cache:6379/0",
+                "postgres://videogen:Pa55@db/x?sslmode=require&token=tk",
+                "https://h/x?key=abc&access_token=xyz&API_KEY=q&client_secret=s&keyword=kept",
+                "redis://:p@ss@cache/0 and more",
+            ]
+        },
+    )
+    record = cap.last()
+    assert record["message"] == "connecting to redis://127.0.0.1:6379/13?password=[REDACTED]"
+    assert record["urls"] == [
+        "redis://:[REDACTED]@cache:6379/0",
+        "postgres://videogen:[REDACTED]@db/x?sslmode=require&token=[REDACTED]",
+        "https://h/x?key=[REDACTED]&access_token=[REDACTED]&API_KEY=[REDACTED]&client_secret=[REDACTED]&keyword=kept",
+        "redis://:[REDACTED]@cache/0 and more",
+    ]
+    for leaked in ("S3cret", ":pw@", "Pa55", "=tk", "=abc", "=xyz", "=q&", "=s&", "p@ss"):
+        assert leaked not in cap.stream.getvalue()
+
+
+def test_a_configured_query_password_is_redacted_on_its_own(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"REDIS_URL": "redis://127.0.0.1:6379/13?password=Query-Secret-Value"})
+    cap.logger.info("AUTH failed with Query-Secret-Value", extra={"sent": "Query-Secret-Value"})
+    assert cap.last()["message"] == "AUTH failed with [REDACTED]"
+    assert cap.last()["sent"] == "[REDACTED]"
+
+
+# --------------------------------------------------------------------------- extra keys that name record attributes
+
+RECORD_ATTRIBUTES = sorted({*vars(logging.makeLogRecord({})), "message", "asctime"})
+
+
+@pytest.mark.parametrize("name", RECORD_ATTRIBUTES)
+def test_every_record_attribute_in_extra_is_renamed_not_a_key_error(cap: Capture, name: str) -> None:
+    """Before: the standard library raised KeyError("Attempt to overwrite 'module' in LogRecord")."""
+    cap.logger.info("real message", extra={name: "from extra"})
+    record = cap.last()
+    assert record["message"] == "real message"
+    assert record["module"] == cap.logger.name
+    assert record["level"] == "INFO"
+    assert record[f"extra_{name}"] == "from extra"
+
+
+def test_an_extra_named_like_a_newer_record_attribute_is_kept(cap: Capture) -> None:
+    """Before: ``taskName`` (a record attribute only from Python 3.12) was dropped from the line on 3.11."""
+    cap.logger.info("x", extra={"taskName": "t"})
+    record = cap.last()
+    assert record.get("taskName", record.get("extra_taskName")) == "t"
+
+
+def test_renaming_holds_for_plain_loggers_adapters_and_the_root(cap: Capture) -> None:
+    standalone = logging.Logger("tests.log.standalone")  # a plain Logger, made without get_logger
+    standalone.addHandler(cap.handler)
+    standalone.info("plain", extra={"module": "m", "msg": "x", "extra_module": "taken"})
+    adapter = logging.LoggerAdapter(cap.logger, {"message": "from adapter"})
+    adapter.info("adapted")
+    root = logging.getLogger()
+    root.addHandler(cap.handler)
+    try:
+        logging.warning("root", extra={"name": "n"})
+    finally:
+        root.removeHandler(cap.handler)
+    plain, adapted, from_root = cap.records()
+    assert (plain["message"], plain["extra_module"], plain["extra_msg"]) == ("plain", "m", "x")
+    assert plain["extra_extra_module"] == "taken"
+    assert (adapted["message"], adapted["extra_message"]) == ("adapted", "from adapter")
+    assert (from_root["message"], from_root["module"], from_root["extra_name"]) == ("root", "root", "n")
+
+
+# --------------------------------------------------------------------------- the fallback line
+
+LOG_SECRET = "jwt-secret-value-that-is-long-enough-0123456789"
+
+
+class LeakyRepr:
+    """A ``__repr__`` that fails with a secret in its error (a client object with a key in its state)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError(f"cannot show client with key {LOG_SECRET}")
+
+    __str__ = __repr__
+
+
+def test_a_raising_repr_never_leaks_and_keeps_message_and_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"JWT_SECRET_KEY": LOG_SECRET})
+    with job_context(JOB, "composition"):
+        record = logging.getLogger("tests.log.direct").makeRecord(
+            "tests.log.direct", logging.INFO, __file__, 1, "uploaded %s for %s", (LeakyRepr(), "clip-3"), None
+        )
+        line = JsonFormatter().format(record)
+    assert LOG_SECRET not in line
+    data = json.loads(line)
+    assert data["job_id"] == str(JOB)
+    assert data["stage"] == "composition"
+    assert data["message"] == "'uploaded %s for %s' % (<unrepresentable LeakyRepr>, 'clip-3')"
+    assert data["format_error"] == "RuntimeError: cannot show client with key [REDACTED]"
+
+
+def test_the_last_resort_line_keeps_message_and_job_and_redacts(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {"JWT_SECRET_KEY": LOG_SECRET})
+
+    def broken(self: JsonFormatter, exc_info: Any) -> str:
+        raise RuntimeError(f"traceback rendering failed near {LOG_SECRET}")
+
+    monkeypatch.setattr(JsonFormatter, "formatException", broken)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("tests.log.direct").makeRecord(
+            "tests.log.direct",
+            logging.ERROR,
+            __file__,
+            1,
+            "step %d failed",
+            (4,),
+            sys.exc_info(),
+            extra={"job_id": JOB},
+        )
+    line = JsonFormatter().format(record)
+    assert LOG_SECRET not in line
+    data = json.loads(line)
+    assert (data["level"], data["module"], data["job_id"]) == ("ERROR", "tests.log.direct", str(JOB))
+    assert data["message"] == "step 4 failed"
+    assert data["format_error"] == "RuntimeError: traceback rendering failed near [REDACTED]"
+    assert TIMESTAMP.match(data["timestamp"])
+
+
+def test_non_finite_numbers_recursive_and_deep_structures_stay_valid_json(cap: Capture) -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    cap.logger.info(
+        "x",
+        extra={
+            "nan": float("nan"),
+            "inf": float("-inf"),
+            "loop": loop,
+            "looped": looped,
+            "deep": deep,
+            "big": 10**5000,
+        },
+    )
+    [line] = cap.raw_lines()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    record = json.loads(line, parse_constant=refuse)
+    assert record["message"] == "x"
+    assert (record["nan"], record["inf"]) == ("nan", "-inf")
+    assert record["loop"] == [1, "<recursive list>"]
+    assert record["looped"] == {"self": "<recursive dict>"}
+    assert "nested deeper than" in json.dumps(record["deep"])
+    assert record["big"].startswith("<int of ")
+
+
+def test_non_str_extra_keys(cap: Capture) -> None:
+    cap.logger.info("x", extra={1: "one", (2, 3): "pair", None: "none"})  # type: ignore[dict-item]
+    record = cap.last()
+    assert (record["1"], record["(2, 3)"], record["None"]) == ("one", "pair", "none")
+
+
+# --------------------------------------------------------------------------- file names that are not UTF-8
+
+UNDECODABLE = os.fsdecode(b"/tmp/clip-\xff\xfe.wav")  # how Python hands over a non-UTF-8 file name
+
+
+def test_undecodable_file_names_are_written_as_valid_utf8(cap: Capture) -> None:
+    cap.logger.info("removed %s", UNDECODABLE, extra={"path": Path(UNDECODABLE), UNDECODABLE: 1, "lone": "\ud800"})
+    [line] = cap.raw_lines()
+    line.encode("utf-8")  # no lone surrogate left: a UTF-8 file or pipe can take it
+    record = json.loads(line)
+    assert record["message"] == "removed /tmp/clip-\\xff\\xfe.wav"
+    assert record["path"] == "/tmp/clip-\\xff\\xfe.wav"
+    assert record["/tmp/clip-\\xff\\xfe.wav"] == 1
+    assert record["lone"] == "\\ud800"
+
+
+def test_undecodable_file_name_reaches_log_file_in_a_real_process(tmp_path: Path) -> None:
+    """Before: the line was lost from LOG_FILE and "--- Logging error ---" went to stderr."""
+    log_file = tmp_path / "videogen.log"
+    code = (
+        "import os; from common.log import get_logger\n"
+        "get_logger('common.sub').warning('removed %s', os.fsdecode(b'/tmp/clip-\\xff.wav'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=subprocess_env({"LOG_FILE": str(log_file)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Logging error" not in result.stderr
+    lines = [json.loads(line) for line in log_file.read_bytes().decode("utf-8").splitlines()]
+    assert [line["message"] for line in lines if line["module"] == "common.sub"] == ["removed /tmp/clip-\\xff.wav"]
+
+
+# --------------------------------------------------------------------------- noisy third-party loggers
+
+
+def test_httpx_and_httpcore_default_to_warning_and_the_knob_changes_it() -> None:
+    config = build_logging_config("DEBUG")
+    assert config["loggers"]["httpx"]["level"] == "WARNING"
+    assert config["loggers"]["httpcore"]["level"] == "WARNING"
+    assert config["loggers"]["django"]["level"] == "WARNING"
+    louder = build_logging_config("DEBUG", logger_levels={"httpx": "INFO", "boto3": "ERROR"})
+    assert louder["loggers"]["httpx"]["level"] == "INFO"
+    assert louder["loggers"]["boto3"]["level"] == "ERROR"
+    assert louder["loggers"]["httpcore"]["level"] == "WARNING"
+
+
+def test_a_real_httpx_request_logs_no_info_line(tmp_path: Path, restore_logging: None) -> None:
+    import http.server
+
+    import httpx
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        for name, levels in (("quiet.log", None), ("loud.log", {"httpx": "INFO"})):
+            log_file = tmp_path / name
+            config = build_logging_config("DEBUG", str(log_file), logger_levels=levels)
+            config["root"]["handlers"] = ["file"]
+            logging.config.dictConfig(config)
+            assert httpx.get(url).text == "ok"
+            logging.getLogger("httpx").warning("a real problem")
+            for h in logging.getLogger().handlers:
+                h.flush()
+            modules = [json.loads(line)["module"] for line in log_file.read_text().splitlines()]
+            if levels is None:
+                assert modules == ["httpx"]  # only the warning: no request line, no httpcore debug lines
+            else:
+                assert modules.count("httpx") == 2  # "HTTP Request: GET ..." at INFO, then the warning
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- guard: the formatter under fuzzing
+
+# The configured secrets of the fuzz environment: production's, with REDIS_URL's password in the query string.
+FUZZ_REDIS_URL = "redis://cache:6379/0?password=Query-Secret-Value-1"
+FUZZ_SECRETS = (*(v for v in SECRET_VALUES if v != "Redis-Pa55word-Secret"), "Query-Secret-Value-1")
+ANY_CHARACTER = st.characters(codec=None, exclude_categories=())  # surrogates included
+any_text = st.text(ANY_CHARACTER, max_size=40)
+
+
+class RaisingRepr:
+    """A ``__repr__``/``__str__`` that fails, with a secret in the error."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        raise ValueError(f"broken with {self.secret}")
+
+    __str__ = __repr__
+
+
+def _cyclic(items: list[Any]) -> list[Any]:
+    items.append(items)
+    return items
+
+
+texts = st.one_of(
+    any_text,
+    st.builds(lambda a, s, b: a + s + b, any_text, st.sampled_from(FUZZ_SECRETS), any_text),
+    st.builds(lambda s: f"redis://:{s}@h:6379/0?password={s}", st.sampled_from(FUZZ_SECRETS)),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    texts,
+    st.decimals(),
+    st.uuids(),
+    st.datetimes(),
+    st.builds(RaisingRepr, st.sampled_from(FUZZ_SECRETS)),
+    st.builds(Path, any_text),
+)
+keys = st.one_of(texts, st.integers(), st.none(), st.tuples(st.integers()), st.sampled_from(RECORD_ATTRIBUTES))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(keys, inner, max_size=4),
+        st.frozensets(st.one_of(st.integers(), any_text), max_size=3),
+        st.builds(_cyclic, st.lists(inner, max_size=3)),
+    ),
+    max_leaves=20,
+)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_formatter_fuzz_valid_json_never_raises_never_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_environment(monkeypatch, {**PRODUCTION_ENV, "REDIS_URL": "redis://cache:6379/0?password=Query-Secret-Value-1"})
+    formatter = JsonFormatter()
+    logger = logging.getLogger("tests.log.fuzz")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        message=st.one_of(texts, values),
+        args=st.lists(values, max_size=3).map(tuple),
+        extra=st.dictionaries(keys, values, max_size=6),
+        job=st.one_of(st.none(), texts),
+    )
+    def check(message: Any, args: tuple[Any, ...], extra: dict[Any, Any], job: str | None) -> None:
+        with job_context(job):
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, args, None, extra=extra)
+            line = formatter.format(record)
+        assert "\n" not in line
+        line.encode("utf-8")  # valid UTF-8: no lone surrogate
+        data = json.loads(line, parse_constant=refuse)
+        assert list(data)[:6] == ["timestamp", "level", "module", "job_id", "stage", "message"]
+        for secret in FUZZ_SECRETS:
+            assert secret not in line
+            assert all(secret not in text for text in _strings(data))
+
+    check()

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from common.cache_keys import KEY_PREFIX, cache_settings
 from common.conf import load_env_settings, parse_database_url
 from common.log import build_logging_config
 from common.storage.buckets import bucket_storages
@@ -94,33 +95,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --------------------------------------------------------------------------- cache
 
-CACHE_KEY_PREFIX = "videogen:cache"
-
-if ENV.redis_url is not None:
-    CACHES: dict[str, Any] = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": ENV.redis_url.reveal(),
-            # Keys are exactly "videogen:cache:<key>" in Redis (see common.cache.make_key).
-            "KEY_FUNCTION": "common.cache_keys.make_key",
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                # A down Redis must answer fast, not hang the pipeline: the factory applies
-                # VIDEOGEN_COMMON["CACHE_SOCKET_TIMEOUT"] (0.5 s) as connect/read timeout, without retries.
-                "CONNECTION_FACTORY": "common.cache.ConnectionFactory",
-            },
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "videogen",
-            "KEY_FUNCTION": "common.cache_keys.make_key",
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-        }
-    }
+# Keys are exactly "videogen:cache:<key>"; Redis holds JSON, never pickles (common.cache_keys.cache_settings).
+CACHE_KEY_PREFIX = KEY_PREFIX
+CACHES: dict[str, Any] = cache_settings(None if ENV.redis_url is None else ENV.redis_url.reveal())
 
 
 # --------------------------------------------------------------------------- storage
