@@ -150,9 +150,9 @@ def _drf_response(exc: drf_exceptions.APIException) -> Response:
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         # RFC 6750 section 3: a refused token is error="invalid_token".
-        from common.api.authentication import TokenRefused
+        from common.api.authentication import SERVER_SIDE_REFUSALS, TokenRefused
 
-        if isinstance(exc, TokenRefused) and exc.get_codes() != "token_verification_unavailable":
+        if isinstance(exc, TokenRefused) and exc.get_codes() not in SERVER_SIDE_REFUSALS:
             auth_header = f'{auth_header}, error="invalid_token"'
         headers["WWW-Authenticate"] = auth_header
     wait = getattr(exc, "wait", None)

@@ -291,19 +291,21 @@ def test_wrong_algorithm_body_through_a_view(mint_token):
 # ---------------------------------------------------------------- secret not configured
 
 
-def test_missing_secret_refuses_with_generic_401_and_logs(monkeypatch, env_settings, caplog):
+def test_missing_secret_and_jwks_refuses_saying_nothing_is_configured(monkeypatch, env_settings, caplog):
     monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
     conf.reset_settings_cache()
     token = jwt.encode(claims_for(uuid.uuid4()), JWT_SECRET, algorithm="HS256")
 
-    with caplog.at_level(logging.ERROR, logger="common.api.authentication"):
+    with caplog.at_level(logging.WARNING, logger="common.api.authentication"):
         response = call(f"Bearer {token}")
 
-    body = assert_401(response, "TOKEN_VERIFICATION_UNAVAILABLE")
+    body = assert_401(response, "TOKEN_VERIFICATION_NOT_CONFIGURED")
     assert "JWT_SECRET_KEY" not in response.content.decode()
     assert "error=" not in response["WWW-Authenticate"]
-    assert body["message"] == "Token authentication is not available right now."
-    assert any("JWT_SECRET_KEY is not configured" in r.getMessage() for r in caplog.records)
+    assert "no access-token verification configured" in body["message"]
+    assert "not available right now" not in body["message"]  # it is not an outage
+    assert any("no token verification is configured" in r.getMessage() for r in caplog.records)
 
 
 def test_invalid_environment_refuses_without_details(monkeypatch, env_settings, caplog):
