@@ -91,4 +91,5 @@ class JobCursorPagination(CursorPagination):
             if moment is None or moment.tzinfo is None:
                 raise ValueError("bad position")
             moment.astimezone(UTC)  # OverflowError at the edges of the calendar (year 1 at +01:00...)
-        return Cursor(offset=int(offset_text), reverse=tokens.get("r") == "1", position=position)
+        # DRF's stubs type the position as int; DRF itself stores the ordering field's str() (a timestamp here).
+        return Cursor(offset=int(offset_text), reverse=tokens.get("r") == "1", position=position)  # type: ignore[arg-type]

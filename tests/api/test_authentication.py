@@ -331,3 +331,23 @@ def test_secret_is_read_at_call_time(mint_token, monkeypatch):
 def test_token_refused_is_an_authentication_failure():
     assert issubclass(TokenRefused, exceptions.AuthenticationFailed)
     assert TokenRefused().status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ({}, "token_algorithm_not_allowed"),  # no alg
+        ({"alg": None}, "token_algorithm_not_allowed"),
+        ({"alg": ["HS256"]}, "token_algorithm_not_allowed"),
+        (["HS256"], "token_malformed"),  # not an object
+        (None, "token_malformed"),
+        ('{"alg": "HS256"', "token_malformed"),  # cut JSON
+        ("\xff\xfe", "token_malformed"),  # not UTF-8
+        ("not json", "token_malformed"),
+    ],
+)
+def test_header_that_is_not_a_json_object_with_a_known_alg_is_refused(jwt_secret, header, code):
+    raw = header.encode("latin-1") if isinstance(header, str) else json.dumps(header).encode()
+    segment = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    payload = base64.urlsafe_b64encode(json.dumps(claims_for(uuid.uuid4())).encode()).rstrip(b"=").decode()
+    assert refusal_code(f"{segment}.{payload}.c2ln") == code
