@@ -20,6 +20,7 @@ E001_MISSING = "common.E001"
 E002_INVALID = "common.E002"
 E003_UNKNOWN_APP_SETTING = "common.E003"
 W001_DEBUG_OUTSIDE_DEVELOPMENT = "common.W001"
+W010_NO_TOKEN_VERIFICATION = "common.W010"  # noqa: S105 - a check id, not a secret
 
 
 @register(Tags.compatibility, deploy=False)
@@ -64,5 +65,24 @@ def check_app_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             hint=f"Known keys: {', '.join(sorted(conf.DEFAULTS))}.",
             obj=getattr(django_settings, "SETTINGS_MODULE", None),
             id=E003_UNKNOWN_APP_SETTING,
+        )
+    ]
+
+
+@register(Tags.security)
+def check_token_verification(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when the API can verify no access token (neither a JWKS nor a legacy JWT secret)."""
+    from common.api.authentication import token_systems
+
+    if conf.get_env_problems():
+        return []  # check_environment reports them; the systems cannot be known yet
+    if token_systems().configured:
+        return []
+    return [
+        Warning(
+            "No access-token verification is configured: every bearer token is refused with 401.",
+            hint="Set SUPABASE_URL (its JWKS verifies ES256/RS256 tokens) and/or JWT_SECRET_KEY (legacy HS256 "
+            'tokens); VIDEOGEN_COMMON["API_JWKS_URL"] = "" switches the JWKS off.',
+            id=W010_NO_TOKEN_VERIFICATION,
         )
     ]

@@ -77,7 +77,7 @@ REQUIRED_OUTSIDE_DEVELOPMENT = (
     "SUPABASE_ANON_KEY",
     "OPENAI_API_KEY",
     "REPLICATE_API_TOKEN",
-    "JWT_SECRET_KEY",
+    # Not JWT_SECRET_KEY: SUPABASE_URL gives the project's JWKS; the secret only verifies legacy HS256 tokens.
 )
 
 SECRET_VARIABLES = frozenset(
@@ -785,6 +785,12 @@ DEFAULTS: dict[str, Any] = {
     # REST API (common.api): bearer-token checks and per-user rate limit
     "API_JWT_LEEWAY_SECONDS": 10,
     "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"
+    # Supabase signing keys (common.api.jwks): None derives <SUPABASE_URL>/auth/v1/.well-known/jwks.json,
+    # "" switches the JWKS off; keys are cached for CACHE_SECONDS, fetches are MIN_REFRESH_SECONDS apart
+    "API_JWKS_URL": None,
+    "API_JWKS_TIMEOUT": 2.0,
+    "API_JWKS_CACHE_SECONDS": 600,
+    "API_JWKS_MIN_REFRESH_SECONDS": 10,
     "API_THROTTLE_RATE": "600/min",  # per caller; None turns throttling off
 }
 

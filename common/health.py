@@ -35,6 +35,7 @@ __all__ = [
     "DatabaseCheck",
     "HealthCheck",
     "HealthReport",
+    "JWKSCheck",
     "StorageCheck",
     "arun_checks",
     "default_checks",
@@ -210,9 +211,33 @@ class StorageCheck(HealthCheck):
         return {"buckets": list(names), "backend": ", ".join(sorted(backends))}
 
 
+class JWKSCheck(HealthCheck):
+    """Fetch the Supabase Auth JWKS: reachable, parses, and holds at least one usable signing key.
+
+    Not critical by default: while the JWKS is down, tokens whose keys are cached still verify.
+    With no JWKS configured (no ``SUPABASE_URL``, or ``API_JWKS_URL = ""``) it passes and says so.
+    """
+
+    name = "jwks"
+
+    def check(self) -> dict[str, Any] | None:
+        """Fetch the JWKS directly (not through the process cache: this proves the endpoint answers now)."""
+        from common.api.authentication import token_systems
+        from common.api.jwks import fetch_jwks
+
+        url = token_systems().jwks_url
+        if url is None:
+            return {"configured": False}
+        timeout = min(self.timeout, float(app_settings.API_JWKS_TIMEOUT))
+        keyset = fetch_jwks(url, timeout=timeout)
+        if not keyset.keys:
+            raise ServiceUnavailableError(f"the JWKS at {url} has no usable signing key ({keyset.skipped} skipped)")
+        return {"url": url, "keys": len(keyset.keys), "algorithms": keyset.algorithms}
+
+
 def default_checks() -> list[HealthCheck]:
-    """The checks ``/health/ready`` and ``check_services`` run: database, cache, storage."""
-    return [DatabaseCheck(), CacheCheck(), StorageCheck()]
+    """The checks ``/health/ready`` and ``check_services`` run: database, cache, storage, JWKS."""
+    return [DatabaseCheck(), CacheCheck(), StorageCheck(), JWKSCheck()]
 
 
 def _describe(exc: BaseException) -> str:

@@ -131,7 +131,9 @@ def test_valid_production_passes_check_and_prints_no_secret() -> None:
 def test_development_with_nothing_set_passes() -> None:
     result = manage("check", env={})
     assert result.returncode == 0, result.stderr
-    assert "System check identified no issues" in result.stdout
+    # Only the warning that no access token can be verified (no SUPABASE_URL, no JWT_SECRET_KEY).
+    assert [code for code, _ in common_messages(result)] == ["common.W010"]
+    assert "System check identified 1 issue (0 silenced)" in result.stderr
 
 
 def test_debug_in_production_is_a_warning_not_an_error() -> None:

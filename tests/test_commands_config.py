@@ -42,6 +42,7 @@ def test_development_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "  cache:       local memory",
         "  storage:     local files",
         "  API keys:    none configured",
+        "  tokens:      none configured: bearer tokens are refused (set SUPABASE_URL or JWT_SECRET_KEY)",
         "  budget:      $20.00 per job by default",
         f"  temp files:  {conf.DEFAULTS['TEMP_DIR']}",
     ]

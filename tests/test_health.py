@@ -74,7 +74,7 @@ class TestReadiness:
         assert status == 200
         assert body["status"] == "ok"
         assert body["version"] == health.get_version()
-        assert set(body["checks"]) == {"database", "cache", "storage"}
+        assert set(body["checks"]) == {"database", "cache", "storage", "jwks"}
         for check in body["checks"].values():
             assert check["status"] == "ok"
             assert isinstance(check["latency_ms"], float)
@@ -206,7 +206,7 @@ class TestCheckServicesCommand:
         call_command("check_services", "--json")
         body = json.loads(capsys.readouterr().out)
         assert body["status"] == "ok"
-        assert set(body["checks"]) == {"database", "cache", "storage"}
+        assert set(body["checks"]) == {"database", "cache", "storage", "jwks"}
 
     def test_only_some_checks(self, capsys: pytest.CaptureFixture[str]) -> None:
         call_command("check_services", "--check", "cache", "--json")

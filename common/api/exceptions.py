@@ -20,6 +20,11 @@ Status codes for pipeline errors (the first matching rule wins):
   error's ``retry_after``, else :data:`DEFAULT_RETRY_AFTER` seconds);
 * :class:`~common.errors.ConfigError` -> 500 with a generic message; the
   problems are logged, never sent;
+* a Django database error that means the database cannot serve now (no
+  connection, a pool wait that timed out, too many connections, a query
+  cancelled, SQLite locked) -> 503 ``SERVICE_UNAVAILABLE`` with
+  ``Retry-After: 5`` (:data:`DATABASE_RETRY_AFTER`), as ``/health/ready`` says
+  503 for it; any other database error is a bug and stays a 500;
 * any other :class:`~common.errors.PipelineError` -> 500.
 
 A 5xx body carries the user-friendly message of its code (from
@@ -35,6 +40,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -47,14 +53,17 @@ from common.errors import (
     PipelineError,
     ResourceError,
     RetryableError,
+    ServiceUnavailableError,
     ValidationError,
     get_user_friendly_message,
 )
 from common.log import get_logger
 
 __all__ = [
+    "DATABASE_RETRY_AFTER",
     "DEFAULT_RETRY_AFTER",
     "INTERNAL_ERROR_CODE",
+    "database_unavailable",
     "error_body",
     "exception_handler",
     "json_not_found",
@@ -65,6 +74,11 @@ __all__ = [
 logger = get_logger(__name__)
 
 DEFAULT_RETRY_AFTER = 30
+# A client polling a job retries this soon when the database is down (it usually comes back in seconds).
+DATABASE_RETRY_AFTER = 5
+# SQLSTATE classes of "cannot serve now" beside lost connections: 53 insufficient resources (too many
+# connections), 57 operator intervention (query cancelled, server shutting down), 40 transaction rollback.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("53", "57", "40")
 INTERNAL_ERROR_CODE = "INTERNAL_ERROR"
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side. Please try again later."
 
@@ -107,10 +121,32 @@ def pipeline_error_status(exc: PipelineError) -> int:
     return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 
+def database_unavailable(exc: BaseException) -> ServiceUnavailableError | None:
+    """The 503 error for a database error that means "cannot serve now", else ``None`` (a bug: 500)."""
+    from common.db import is_connection_error
+
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return None
+    cause = exc.__cause__ or exc.__context__
+    sqlstate = str(getattr(cause, "sqlstate", None) or "")
+    if not (
+        is_connection_error(exc)
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+        or "database is locked" in str(exc).lower()
+    ):
+        return None
+    return ServiceUnavailableError(
+        f"The database is unavailable: {type(exc).__name__}: {exc}",
+        details={"service": "database"},
+        retry_after=DATABASE_RETRY_AFTER,
+    )
+
+
 def _retry_after(exc: PipelineError) -> int:
     value = getattr(exc, "retry_after", None)
     if value is None:
-        return DEFAULT_RETRY_AFTER
+        # common.db's errors name the database as the service: it comes back sooner than most.
+        return DATABASE_RETRY_AFTER if exc.details.get("service") == "database" else DEFAULT_RETRY_AFTER
     return max(1, math.ceil(value))
 
 
@@ -150,9 +186,9 @@ def _drf_response(exc: drf_exceptions.APIException) -> Response:
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         # RFC 6750 section 3: a refused token is error="invalid_token".
-        from common.api.authentication import TokenRefused
+        from common.api.authentication import SERVER_SIDE_REFUSALS, TokenRefused
 
-        if isinstance(exc, TokenRefused) and exc.get_codes() != "token_verification_unavailable":
+        if isinstance(exc, TokenRefused) and exc.get_codes() not in SERVER_SIDE_REFUSALS:
             auth_header = f'{auth_header}, error="invalid_token"'
         headers["WWW-Authenticate"] = auth_header
     wait = getattr(exc, "wait", None)
@@ -181,7 +217,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
 
-    if isinstance(exc, PipelineError):
+    unavailable = database_unavailable(exc)
+    if unavailable is not None:
+        response = _pipeline_response(unavailable)
+    elif isinstance(exc, PipelineError):
         response = _pipeline_response(exc)
     elif isinstance(exc, drf_exceptions.APIException):
         response = _drf_response(exc)

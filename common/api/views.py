@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from common.api.authentication import SupabaseUser, canonical_uuid
 from common.api.exceptions import json_not_found
-from common.api.pagination import JobCursorPagination
+from common.api.pagination import MAX_CURSOR_LENGTH, PAGE_SIZE_SCHEMA, JobCursorPagination
 from common.api.permissions import IsJobReader, is_staff_caller
 from common.api.schemas import ErrorResponse, JobCostsResponse, JobDetailResponse, JobPageResponse, dump
 from common.models import Job, JobStatus
@@ -83,6 +83,7 @@ _ERRORS = {
     401: OpenApiResponse(ErrorResponse, description="No valid credentials (see `code` for why)"),
     403: OpenApiResponse(ErrorResponse, description="Signed in, but not a user or staff account"),
     429: OpenApiResponse(ErrorResponse, description="Too many requests; see Retry-After"),
+    503: OpenApiResponse(ErrorResponse, description="A service (the database) is unavailable; see Retry-After"),
 }
 _NOT_FOUND = {404: OpenApiResponse(ErrorResponse, description="No such job, or not yours (indistinguishable)")}
 
@@ -111,11 +112,19 @@ class JobListView(_ReadOnlyJobView):
             OpenApiParameter(
                 "status",
                 OpenApiTypes.STR,
-                description=f"Only jobs with this status; comma-separated or repeated. One of: "
-                f"{', '.join(JobStatus.values)}",
+                enum=JobStatus.values,
+                many=True,
+                explode=True,
+                style="form",
+                description="Only jobs with these statuses: repeat the parameter (`?status=queued&status=failed`) "
+                "or separate them with commas (`?status=queued,failed`).",
             ),
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor from `next`/`previous`"),
-            OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 100 (default 20)"),
+            OpenApiParameter(
+                "cursor",
+                {"type": "string", "maxLength": MAX_CURSOR_LENGTH},
+                description="Opaque cursor: follow the `next`/`previous` link of a page (anything else is a 400)",
+            ),
+            OpenApiParameter("page_size", PAGE_SIZE_SCHEMA, description="Jobs per page, 1 to 100 (default 20)"),
         ],
         responses={
             200: JobPageResponse,
@@ -199,5 +208,6 @@ class SupabaseJWTScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "A Supabase Auth access token (HS256, audience `authenticated`).",
+            "description": "A Supabase Auth access token (audience `authenticated`): signed with one of the "
+            "project's signing keys (ES256/RS256/EdDSA, verified from its JWKS) or the legacy JWT secret (HS256).",
         }

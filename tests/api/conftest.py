@@ -1,10 +1,10 @@
-"""Fixtures for the API tests: a configured JWT secret and a token minter (PyJWT, as Supabase signs)."""
+"""Fixtures for the API tests: a JWT secret, a JWKS endpoint and token minters (PyJWT, as Supabase signs)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -12,6 +12,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from common import conf
+from common.api.jwks import reset_jwks_caches
+
+from .jwks_server import JWKSServer, SigningKey, es256_key, rs256_key
 
 JWT_SECRET = "test-jwt-secret-for-the-api-suite-0123456789abcdef-0123456789abcdef"
 OTHER_SECRET = "another-secret-that-the-api-does-not-trust-0123456789-0123456789abcdef"
@@ -21,8 +24,46 @@ OTHER_SECRET = "another-secret-that-the-api-does-not-trust-0123456789-0123456789
 def jwt_secret(monkeypatch: pytest.MonkeyPatch, env_settings: None) -> str:
     """Configure ``JWT_SECRET_KEY`` through the real environment parsing and return it."""
     monkeypatch.setenv("JWT_SECRET_KEY", JWT_SECRET)
+    monkeypatch.delenv("SUPABASE_URL", raising=False)  # no JWKS and no derived issuer unless a test sets one
     conf.reset_settings_cache()
     return JWT_SECRET
+
+
+@pytest.fixture(autouse=True)
+def _fresh_jwks_caches() -> Iterator[None]:
+    """Every test starts and ends with no cached signing keys."""
+    reset_jwks_caches()
+    yield
+    reset_jwks_caches()
+
+
+@pytest.fixture(scope="session")
+def es_key() -> SigningKey:
+    """An ES256 signing key (Supabase's default kind)."""
+    return es256_key()
+
+
+@pytest.fixture(scope="session")
+def rs_key() -> SigningKey:
+    """An RS256 signing key."""
+    return rs256_key()
+
+
+@pytest.fixture
+def jwks_server(es_key: SigningKey, rs_key: SigningKey) -> Iterator[JWKSServer]:
+    """A JWKS endpoint on 127.0.0.1 publishing ``es_key`` and ``rs_key``."""
+    server = JWKSServer(es_key, rs_key)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def supabase_project(monkeypatch: pytest.MonkeyPatch, env_settings: None, jwks_server: JWKSServer) -> JWKSServer:
+    """``SUPABASE_URL`` points at ``jwks_server`` (so the JWKS and the issuer derive from it); no JWT secret."""
+    monkeypatch.setenv("SUPABASE_URL", jwks_server.base_url)
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    conf.reset_settings_cache()
+    return jwks_server
 
 
 def claims_for(user_id: uuid.UUID | str, **overrides: Any) -> dict[str, Any]:

@@ -291,19 +291,21 @@ def test_wrong_algorithm_body_through_a_view(mint_token):
 # ---------------------------------------------------------------- secret not configured
 
 
-def test_missing_secret_refuses_with_generic_401_and_logs(monkeypatch, env_settings, caplog):
+def test_missing_secret_and_jwks_refuses_saying_nothing_is_configured(monkeypatch, env_settings, caplog):
     monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
     conf.reset_settings_cache()
     token = jwt.encode(claims_for(uuid.uuid4()), JWT_SECRET, algorithm="HS256")
 
-    with caplog.at_level(logging.ERROR, logger="common.api.authentication"):
+    with caplog.at_level(logging.WARNING, logger="common.api.authentication"):
         response = call(f"Bearer {token}")
 
-    body = assert_401(response, "TOKEN_VERIFICATION_UNAVAILABLE")
+    body = assert_401(response, "TOKEN_VERIFICATION_NOT_CONFIGURED")
     assert "JWT_SECRET_KEY" not in response.content.decode()
     assert "error=" not in response["WWW-Authenticate"]
-    assert body["message"] == "Token authentication is not available right now."
-    assert any("JWT_SECRET_KEY is not configured" in r.getMessage() for r in caplog.records)
+    assert "no access-token verification configured" in body["message"]
+    assert "not available right now" not in body["message"]  # it is not an outage
+    assert any("no token verification is configured" in r.getMessage() for r in caplog.records)
 
 
 def test_invalid_environment_refuses_without_details(monkeypatch, env_settings, caplog):
@@ -329,3 +331,23 @@ def test_secret_is_read_at_call_time(mint_token, monkeypatch):
 def test_token_refused_is_an_authentication_failure():
     assert issubclass(TokenRefused, exceptions.AuthenticationFailed)
     assert TokenRefused().status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ({}, "token_algorithm_not_allowed"),  # no alg
+        ({"alg": None}, "token_algorithm_not_allowed"),
+        ({"alg": ["HS256"]}, "token_algorithm_not_allowed"),
+        (["HS256"], "token_malformed"),  # not an object
+        (None, "token_malformed"),
+        ('{"alg": "HS256"', "token_malformed"),  # cut JSON
+        ("\xff\xfe", "token_malformed"),  # not UTF-8
+        ("not json", "token_malformed"),
+    ],
+)
+def test_header_that_is_not_a_json_object_with_a_known_alg_is_refused(jwt_secret, header, code):
+    raw = header.encode("latin-1") if isinstance(header, str) else json.dumps(header).encode()
+    segment = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    payload = base64.urlsafe_b64encode(json.dumps(claims_for(uuid.uuid4())).encode()).rstrip(b"=").decode()
+    assert refusal_code(f"{segment}.{payload}.c2ln") == code

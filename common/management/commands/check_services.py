@@ -1,4 +1,4 @@
-"""``manage.py check_services``: run the readiness checks (database, cache, storage) and report them."""
+"""``manage.py check_services``: run the readiness checks (database, cache, storage, JWKS) and report them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from common.health import default_checks, run_checks
 class Command(BaseCommand):
     """Run the same checks as ``GET /health/ready``; exit 1 when a critical one fails."""
 
-    help = "Check the database, cache and storage; exit non-zero when a critical check fails."
+    help = "Check the database, cache, storage and JWKS; exit non-zero when a critical check fails."
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add ``--json`` and ``--check NAME``."""
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             action="append",
             dest="only",
             metavar="NAME",
-            help="Run only this check (database, cache or storage); repeatable.",
+            help="Run only this check (database, cache, storage or jwks); repeatable.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

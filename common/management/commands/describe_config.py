@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from common.api.authentication import token_systems
 from common.conf import app_settings, get_settings
 from common.errors import ConfigError
 
@@ -24,5 +25,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.MIGRATE_HEADING("videogen configuration"))
         for line in env.describe():
             self.stdout.write(f"  {line}")
+        self.stdout.write(f"  tokens:      {token_systems().describe()}")
         self.stdout.write(f"  budget:      ${app_settings.DEFAULT_JOB_BUDGET} per job by default")
         self.stdout.write(f"  temp files:  {app_settings.TEMP_DIR}")
