@@ -614,11 +614,21 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_TIMEOUT": 20.0,
     "STORAGE_RETRY_ATTEMPTS": 3,
     "STORAGE_RETRY_BASE_DELAY": 0.5,
+    # Uploads above this many bytes go through Supabase's resumable (TUS) endpoint in chunks of
+    # STORAGE_CHUNK_SIZE bytes (Supabase wants exactly 6 MiB chunks); smaller ones are one request.
+    "STORAGE_RESUMABLE_THRESHOLD": 6 * 1024 * 1024,
+    "STORAGE_CHUNK_SIZE": 6 * 1024 * 1024,
+    # manage.py cleanup_job_files: days a finished job's objects are kept, per bucket (None: forever),
+    # and how old objects under a folder that is no job must be before they are removed as orphans.
+    "STORAGE_RETENTION_DAYS": {"audio-uploads": 7, "reference-images": 7, "video-clips": 7, "video-outputs": 30},
+    "STORAGE_ORPHAN_GRACE_HOURS": 24,
     # Database helpers (common.db): retries of lost connections
     "DB_RETRY_ATTEMPTS": 3,
     "DB_RETRY_BASE_DELAY": 0.5,
     # Health (common.health): names of the checks whose failure makes /health/ready answer 503
     "HEALTH_CRITICAL_CHECKS": ("database", "storage"),
+    # Seconds /health/ready reuses the storage check's last result (0: probe every time)
+    "HEALTH_STORAGE_CACHE_SECONDS": 5.0,
     # REST API (common.api): bearer-token checks and per-user rate limit
     "API_JWT_LEEWAY_SECONDS": 10,
     "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"

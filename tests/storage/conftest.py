@@ -33,6 +33,26 @@ def fake_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    """No shared Storage client or cached health probe outlives a test (each test has its own server)."""
+    from common import health
+    from common.storage import client
+
+    client.reset_supabase_client()
+    health._probe_cache.clear()
+    yield
+    client.reset_supabase_client()
+    health._probe_cache.clear()
+
+
+@pytest.fixture
+def small_chunks() -> Iterator[None]:
+    """Resumable uploads above 64 KiB, in 64 KiB chunks, so the tests move little data."""
+    with override_settings(VIDEOGEN_COMMON={"STORAGE_RESUMABLE_THRESHOLD": 64 * 1024, "STORAGE_CHUNK_SIZE": 64 * 1024}):
+        yield
+
+
 @pytest.fixture
 def fake_supabase() -> Iterator[FakeSupabase]:
     """A running stand-in Supabase Storage server with the four buckets."""
