@@ -193,6 +193,8 @@ class EnvSettings:
             database = f"PostgreSQL {db['USER'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
         cache = "local memory" if self.redis_url is None else f"Redis at {_strip_password(self.redis_url.reveal())}"
         storage = f"Supabase Storage at {self.supabase_url}" if self.uses_supabase else "local files"
+        if not self.uses_supabase and (self.supabase_url or self.supabase_service_key):
+            storage = "Supabase Storage, refusing every call: set both SUPABASE_URL and SUPABASE_SERVICE_KEY"
         keys = [
             name.upper()
             for name in ("openai_api_key", "replicate_api_token", "jwt_secret_key")

@@ -77,6 +77,7 @@ class Backend:
     sent: Callable[[], int]  # writes/requests so far: files on disk (local) or HTTP requests (Supabase)
     fetch: Callable[[str], tuple[int, bytes, str]]  # GET a signed URL -> (status, body, content type)
     advance: Callable[[float], None]  # move the clock that signed URLs expire by
+    server: FakeSupabase | None = None  # the stand-in server (Supabase only)
 
 
 @pytest.fixture(params=["local", "supabase"])
@@ -117,4 +118,4 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
             server.clock_offset += seconds
 
         with override_settings(STORAGES=supabase_storages(server.url)):
-            yield Backend("supabase", lambda: server.count(), fetch_remote, advance_remote)
+            yield Backend("supabase", lambda: server.count(), fetch_remote, advance_remote, server)

@@ -269,6 +269,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server_state: FakeSupabase
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     body_done = False
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
