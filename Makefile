@@ -42,6 +42,7 @@ bench: migrate
 	$(PY) -m bench.jobs
 	$(PY) -m bench.tempfiles
 	$(PY) -m bench.services
+	$(PY) -m bench.storage
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

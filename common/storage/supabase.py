@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -252,6 +252,11 @@ class SupabaseStorage(BucketStorageMixin, Storage):
         if reader.size is not None:
             handle.size = reader.size
         return handle
+
+    def iter_object(self, name: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield the bytes of ``name`` as they arrive from the network (resumed with ``Range`` after a drop)."""
+        clean_object_path(name)
+        yield from RemoteReader(self._open_at(name), bucket=self.bucket_name, name=name).pieces()
 
     def _save(self, name: str, content: File[Any]) -> str:
         return self.save_object(name, content, content_type=getattr(content, "content_type", None), upsert=True)

@@ -106,6 +106,7 @@ class Fault:
     retry_after: str | None = None
     after: int = 0
     path_contains: str = ""  # only requests whose path contains this text take the fault
+    skip: int = 0  # let this many matching requests pass first
 
 
 class HTTPError(Exception):
@@ -204,6 +205,9 @@ class FakeSupabase:
         with self.lock:
             for i, fault in enumerate(self.faults):
                 if fault.kind in kinds and fault.path_contains in path:
+                    if fault.skip:
+                        fault.skip -= 1
+                        return None
                     return self.faults.pop(i)
         return None
 
@@ -607,9 +611,13 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeSupabase(key=args.key, buckets=tuple(args.buckets.split(",")), latency=args.latency).start()
     print(server.url, flush=True)
-    for line in sys.stdin:  # control lines: "drop_body <path_contains> <after>"
-        kind, contains, after = line.split()
-        server.inject(Fault(kind, after=int(after), path_contains=contains))
+    for line in sys.stdin:  # control lines: "drop_body <path_contains> <after> <skip>", or "count <method> <text>"
+        words = line.split()
+        if words[0] == "count":
+            print(server.count(words[1], words[2]), flush=True)
+            continue
+        kind, contains, after, skip = words
+        server.inject(Fault(kind, after=int(after), path_contains=contains, skip=int(skip)))
         print("ok", flush=True)
     server.stop()
 
