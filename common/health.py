@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from common.conf import app_settings
-from common.errors import ServiceUnavailableError
+from common.errors import ConfigError, ServiceUnavailableError
 from common.log import get_logger
 
 __all__ = [
@@ -237,9 +237,11 @@ class StorageCheck(HealthCheck):
 def _probe(storage: Any, buckets: list[str]) -> dict[str, Any]:
     try:
         return dict(storage.check_buckets(buckets))
+    except ConfigError as exc:  # it already names the buckets and the key problem
+        raise ServiceUnavailableError(_describe(exc)) from exc
     except Exception as exc:  # name the buckets; keep the original error as the cause
         label = ", ".join(repr(b) for b in buckets)
-        raise ServiceUnavailableError(f"bucket {label}: {_describe(exc)}") from exc
+        raise ServiceUnavailableError(f"bucket{'s' if len(buckets) > 1 else ''} {label}: {_describe(exc)}") from exc
 
 
 class _ProbeCache:
