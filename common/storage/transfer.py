@@ -112,24 +112,15 @@ def tus_upload(
     failures = resumes = offset = 0
     while offset < source.size:
         length = min(chunk_size - offset % chunk_size, source.size - offset)
-        data = source.read_at(offset, length)
-        if len(data) != length:
-            raise ValidationError(
-                f"{source.label} ended after {offset + len(data)} bytes; it declared {source.size}.",
-                code="UNREADABLE_FILE",
-                details={"bucket": bucket, "path": name, "size": source.size},
-            )
         patch_headers = {
             **headers,
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
             "Content-Length": str(length),
         }
-        # An iterator, not the bytes: httpx's response and request form a reference cycle that would keep each
-        # chunk alive until the garbage collector runs (measured: 8 chunks of a 60 MB upload); an exhausted
-        # list iterator lets go of its chunk at once.
-        body = iter([data])
-        del data
+        # The chunk is read piece by piece while it is sent: reading overlaps sending, and at most one piece
+        # is in memory (bytes handed to httpx whole would also stay alive in its request/response cycle).
+        body = _pieces(source, offset, length, bucket=bucket, name=name)
         try:
             response = where.send("PATCH", location, content=body, headers=patch_headers)
         except (RetryableError, FileExistsError) as exc:
@@ -158,6 +149,24 @@ def tus_upload(
         offset = int(new_offset) if new_offset and new_offset.isdigit() else offset + length
         failures = 0
     return resumes
+
+
+_PIECE = 256 * 1024
+
+
+def _pieces(source: UploadSource, offset: int, length: int, *, bucket: str, name: str) -> Iterator[bytes]:
+    """Yield ``length`` bytes of ``source`` from ``offset`` in pieces (``UNREADABLE_FILE`` if it ends early)."""
+    end = offset + length
+    while offset < end:
+        data = source.read_at(offset, min(_PIECE, end - offset))
+        if not data:
+            raise ValidationError(
+                f"{source.label} ended after {offset} bytes; it declared {source.size}.",
+                code="UNREADABLE_FILE",
+                details={"bucket": bucket, "path": name, "size": source.size},
+            )
+        offset += len(data)
+        yield data
 
 
 class _Where:

@@ -31,7 +31,7 @@ from tests.storage.fake_supabase import PREFIX, HTTPError, StoredObject
 if TYPE_CHECKING:
     from tests.storage.fake_supabase import FakeSupabase
 
-_READ = 64 * 1024
+_READ = 1024 * 1024
 
 
 @dataclass
