@@ -43,6 +43,7 @@ bench: migrate
 	$(PY) -m bench.tempfiles
 	$(PY) -m bench.services
 	$(PY) -m bench.auth
+	$(PY) -m bench.storage
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -194,6 +194,8 @@ class EnvSettings:
             database = f"PostgreSQL {db['USER'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
         cache = "local memory" if self.redis_url is None else f"Redis at {mask_url(self.redis_url.reveal())}"
         storage = f"Supabase Storage at {mask_url(self.supabase_url or '')}" if self.uses_supabase else "local files"
+        if not self.uses_supabase and (self.supabase_url or self.supabase_service_key):
+            storage = "Supabase Storage, refusing every call: set both SUPABASE_URL and SUPABASE_SERVICE_KEY"
         keys = [
             name.upper()
             for name in ("openai_api_key", "replicate_api_token", "jwt_secret_key")
@@ -777,11 +779,21 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_TIMEOUT": 20.0,
     "STORAGE_RETRY_ATTEMPTS": 3,
     "STORAGE_RETRY_BASE_DELAY": 0.5,
+    # Uploads above this many bytes go through Supabase's resumable (TUS) endpoint in chunks of
+    # STORAGE_CHUNK_SIZE bytes (Supabase wants exactly 6 MiB chunks); smaller ones are one request.
+    "STORAGE_RESUMABLE_THRESHOLD": 6 * 1024 * 1024,
+    "STORAGE_CHUNK_SIZE": 6 * 1024 * 1024,
+    # manage.py cleanup_job_files: days a finished job's objects are kept, per bucket (None: forever),
+    # and how old objects under a folder that is no job must be before they are removed as orphans.
+    "STORAGE_RETENTION_DAYS": {"audio-uploads": 7, "reference-images": 7, "video-clips": 7, "video-outputs": 30},
+    "STORAGE_ORPHAN_GRACE_HOURS": 24,
     # Database helpers (common.db): retries of lost connections
     "DB_RETRY_ATTEMPTS": 3,
     "DB_RETRY_BASE_DELAY": 0.5,
     # Health (common.health): names of the checks whose failure makes /health/ready answer 503
     "HEALTH_CRITICAL_CHECKS": ("database", "storage"),
+    # Seconds /health/ready reuses the storage check's last result (0: probe every time)
+    "HEALTH_STORAGE_CACHE_SECONDS": 5.0,
     # REST API (common.api): bearer-token checks and per-user rate limit
     "API_JWT_LEEWAY_SECONDS": 10,
     "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"

@@ -9,6 +9,7 @@ check lists each bucket (Supabase) or checks its folder's permissions (local).
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from common.conf import app_settings
-from common.errors import ServiceUnavailableError
+from common.errors import ConfigError, ServiceUnavailableError
 from common.log import get_logger
 
 __all__ = [
@@ -184,31 +185,112 @@ class CacheCheck(HealthCheck):
 
 
 class StorageCheck(HealthCheck):
-    """Reach every bucket without writing: a one-entry listing on Supabase, folder permissions locally."""
+    """Prove every bucket usable without writing (one bucket listing on Supabase, folder permissions locally).
+
+    On Supabase it proves each bucket exists, is private and is visible to the key, which must be
+    the service role's.
+
+    The result is reused for ``HEALTH_STORAGE_CACHE_SECONDS`` (``use_cache=False`` probes every
+    time, as ``check_services`` does); while one thread refreshes an expired result, the others
+    answer with the previous one instead of piling onto the storage server.
+    """
 
     name = "storage"
 
     def __init__(
-        self, *, buckets: Sequence[str] | None = None, critical: bool | None = None, timeout: float | None = None
+        self,
+        *,
+        buckets: Sequence[str] | None = None,
+        critical: bool | None = None,
+        timeout: float | None = None,
+        use_cache: bool = True,
     ) -> None:
         super().__init__(critical=critical, timeout=timeout)
         self.buckets = tuple(buckets) if buckets is not None else None
+        self.use_cache = use_cache
 
     def check(self) -> dict[str, Any] | None:
-        """Probe each bucket."""
+        """Probe each group of buckets (one probe per server and key), reusing a fresh cached result."""
         from common.storage.buckets import BUCKETS
         from common.storage.facade import get_bucket_storage
 
         names = self.buckets if self.buckets is not None else tuple(BUCKETS)
-        backends = set()
+        groups: dict[tuple[str, ...], tuple[Any, list[str]]] = {}
         for bucket in names:
             storage = get_bucket_storage(bucket)
-            backends.add(type(storage).__name__)
-            try:
-                storage.ping()
-            except Exception as exc:  # name the bucket that failed; keep the original error as the cause
-                raise ServiceUnavailableError(f"bucket {bucket!r}: {_describe(exc)}") from exc
-        return {"buckets": list(names), "backend": ", ".join(sorted(backends))}
+            groups.setdefault(storage.probe_key(), (storage, []))[1].append(bucket)
+        ttl = float(app_settings.HEALTH_STORAGE_CACHE_SECONDS) if self.use_cache else 0.0
+        details: dict[str, Any] = {
+            "buckets": list(names),
+            "backend": ", ".join(sorted({type(s).__name__ for s, _ in groups.values()})),
+        }
+        ages = []
+        for key, (storage, buckets) in groups.items():
+            extra, age = _probe_cache.get((*key, *buckets), ttl, lambda s=storage, b=buckets: _probe(s, b))
+            details.update(extra)
+            if age is not None:
+                ages.append(age)
+        if ages:
+            details["cached_age_s"] = round(max(ages), 3)
+        return details
+
+
+def _probe(storage: Any, buckets: list[str]) -> dict[str, Any]:
+    try:
+        return dict(storage.check_buckets(buckets))
+    except ConfigError as exc:  # it already names the buckets and the key problem
+        raise ServiceUnavailableError(_describe(exc)) from exc
+    except Exception as exc:  # name the buckets; keep the original error as the cause
+        label = ", ".join(repr(b) for b in buckets)
+        raise ServiceUnavailableError(f"bucket{'s' if len(buckets) > 1 else ''} {label}: {_describe(exc)}") from exc
+
+
+class _ProbeCache:
+    """Results of storage probes for a few seconds; one refresh at a time, others answer with the last result."""
+
+    def __init__(self) -> None:
+        self.clock = time.monotonic  # tests replace it to age results
+        self._lock = threading.Lock()
+        self._refreshing: set[tuple[str, ...]] = set()
+        self._results: dict[tuple[str, ...], tuple[float, dict[str, Any] | None, str | None]] = {}
+
+    def get(self, key: tuple[str, ...], ttl: float, probe: Any) -> tuple[dict[str, Any], float | None]:
+        """Return (details, age of the cached result or None when probed now); re-raise a cached failure."""
+        now = self.clock()
+        with self._lock:
+            cached = self._results.get(key)
+            fresh = cached is not None and now - cached[0] < ttl
+            busy = key in self._refreshing
+            if not fresh and not (busy and cached is not None and ttl > 0):
+                self._refreshing.add(key)
+                cached = None
+        if cached is not None:
+            stamp, details, error = cached
+            if error is not None:  # a new exception each time: re-raising one object would grow its traceback
+                raise ServiceUnavailableError(f"{error} (checked {now - stamp:.1f} s ago)")
+            return dict(details or {}), now - stamp
+        try:
+            details = probe()
+        except BaseException as exc:
+            self._store(key, None, str(exc))
+            raise
+        self._store(key, details, None)
+        return details, None
+
+    def _store(self, key: tuple[str, ...], details: dict[str, Any] | None, error: str | None) -> None:
+        with self._lock:
+            self._refreshing.discard(key)
+            self._results[key] = (self.clock(), details, error)
+            if len(self._results) > 64:  # settings changed many times (tests): forget the oldest
+                del self._results[min(self._results, key=lambda k: self._results[k][0])]
+
+    def clear(self) -> None:
+        """Forget every cached result."""
+        with self._lock:
+            self._results.clear()
+
+
+_probe_cache = _ProbeCache()
 
 
 class JWKSCheck(HealthCheck):

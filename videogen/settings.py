@@ -15,7 +15,7 @@ from typing import Any
 from common.cache_keys import KEY_PREFIX, cache_settings
 from common.conf import load_env_settings, parse_database_url
 from common.log import build_logging_config
-from common.storage.buckets import bucket_storages
+from common.storage.buckets import bucket_storages, supabase_selected
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,8 +110,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES: dict[str, Any] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    # One named storage per bucket: storages["video-clips"] etc. (local files, or Supabase Storage when configured).
-    **bucket_storages(supabase=ENV.uses_supabase),
+    # One named storage per bucket: storages["video-clips"] etc. Local files, or Supabase Storage as soon as
+    # SUPABASE_URL or SUPABASE_SERVICE_KEY is given; an invalid pair then refuses with ConfigError (no silent fallback).
+    **bucket_storages(supabase=supabase_selected(ENV, ENV_PROBLEMS)),
 }
 
 

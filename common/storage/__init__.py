@@ -19,13 +19,17 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         (
             "adelete_file",
+            "adelete_prefix",
             "adownload_file",
+            "adownload_to",
             "aexists",
             "aget_signed_url",
             "alist_files",
             "aupload_file",
             "delete_file",
+            "delete_prefix",
             "download_file",
+            "download_to",
             "exists",
             "get_bucket_storage",
             "get_signed_url",

@@ -1,9 +1,11 @@
-"""What both storage backends share: bucket options, upload rules, and the object API the facade uses."""
+"""What both storage backends share: bucket options, the upload rules, and the object API the facade uses."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -12,29 +14,24 @@ from django.core.files.base import File
 from common.conf import app_settings
 from common.errors import ValidationError
 from common.storage.content_types import detect_content_type, normalize_content_type, sniff_content_type
-from common.storage.paths import clean_object_path
+from common.storage.paths import clean_object_path, clean_prefix
+from common.storage.sources import UploadSource, open_source
 
-__all__ = ["BucketStorageMixin", "content_bytes", "expiry_seconds"]
+__all__ = ["BucketStorageMixin", "ObjectEntry", "expiry_seconds", "recognise_content"]
 
 BUCKET_OPTIONS = frozenset({"bucket", "max_size", "allowed_content_types", "file_overwrite"})
 
+# The audio types the sniffer's first guess is confirmed for by common.validation's stricter parser.
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
-def content_bytes(content: File[Any] | bytes | bytearray | memoryview | str) -> bytes:
-    """Return the whole content of a Django ``File`` (or raw bytes/str) as bytes."""
-    if isinstance(content, (bytes, bytearray, memoryview)):
-        return bytes(content)
-    if isinstance(content, str):
-        return content.encode("utf-8")
-    if not hasattr(content, "read"):
-        raise ValidationError(
-            f"The file data must be bytes or a file object, not {type(content).__name__}.",
-            details={"type": type(content).__name__},
-        )
-    if hasattr(content, "seek"):
-        with contextlib.suppress(OSError, ValueError):
-            content.seek(0)
-    data = content.read()
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One stored object as a listing sees it: its full name, size and last modification (when known)."""
+
+    name: str
+    size: int | None = None
+    updated: datetime | None = None
 
 
 def expiry_seconds(expires_in: object = None) -> int:
@@ -47,6 +44,28 @@ def expiry_seconds(expires_in: object = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
         raise ValidationError("expires_in must be a positive number of seconds.", details={"expires_in": expires_in})
     return int(value)
+
+
+def recognise_content(source: UploadSource) -> tuple[str | None, str]:
+    """Return (the content type the bytes are recognised as, or None; what they look like, for messages).
+
+    The magic numbers decide (``content_types.sniff_content_type``); audio is then confirmed by
+    ``common.validation.validate_audio_file``, which parses MP3 frame, WAV and FLAC headers, so
+    random bytes that happen to start like an MPEG frame are not taken for MP3.
+    """
+    sniffed = sniff_content_type(source.head)
+    if sniffed not in _AUDIO_TYPES.values():
+        return sniffed, sniffed or f"unrecognised content starting with 0x{source.head[:8].hex()}"
+    from common.validation import validate_audio_file
+
+    try:
+        audio = validate_audio_file(source.reader(), max_size_mb=source.size / (1024 * 1024) + 1)
+    except ValidationError as exc:
+        if exc.code == "UNREADABLE_FILE":
+            raise
+        return None, str(exc.details.get("found") or exc.message)
+    kind = _AUDIO_TYPES[str(audio)]
+    return kind, kind
 
 
 class BucketStorageMixin:
@@ -89,50 +108,53 @@ class BucketStorageMixin:
                 details={"bucket": self.bucket_name, "path": name, "size": size, "max_size": self.max_size},
             )
 
-    def read_content(self, name: str, content: File[Any]) -> bytes:
-        """Return the bytes of a Django ``File`` after checking its declared size (before reading it all)."""
-        size = getattr(content, "size", None)
-        if isinstance(size, int):
-            self.check_size(name, size)
-        return content_bytes(content)
+    def open_upload(self, name: str, content: object) -> UploadSource:
+        """Return an :class:`UploadSource` for ``content`` (an ``UploadSource`` is used as it is)."""
+        if isinstance(content, UploadSource):
+            return content
+        try:
+            return open_source(content, max_size=self.max_size)
+        except ValidationError as exc:
+            exc.details = {"bucket": self.bucket_name, "path": name, **exc.details}
+            raise
 
-    def check_upload(self, name: str, data: bytes, content_type: str | None = None) -> str:
-        """Check the path, size and type of an upload; return the content type to store.
+    def check_upload(self, name: str, source: UploadSource, content_type: object = None) -> str:
+        """Check the path, size and content of an upload; return the content type to store.
 
-        The type is ``content_type`` when given, else detected from the bytes and the
-        name. When the bytes are recognised, their type must be allowed too, so a PNG
-        declared as ``audio/mpeg`` is refused.
+        For a bucket with allowed types the content decides: the bytes must be recognised as one of
+        them (a declared ``content_type`` is ignored, so HTML declared as ``audio/mpeg`` is refused)
+        and the recognised type is what is stored. For a bucket without a list, the declared type
+        is used, else the one detected from the bytes and the name.
 
         Raises:
             ValidationError: ``INVALID_PATH``, ``FILE_TOO_LARGE`` or ``INVALID_CONTENT_TYPE``.
         """
         clean_object_path(name)
-        self.check_size(name, len(data))
-        details = {"bucket": self.bucket_name, "path": name, "size": len(data)}
+        self.check_size(name, source.size)
+        details = {"bucket": self.bucket_name, "path": name, "size": source.size}
         if content_type is not None and not isinstance(content_type, str):
             raise ValidationError(
                 f"The content type must be a string such as 'audio/mpeg', not {content_type!r}.",
                 code="INVALID_CONTENT_TYPE",
                 details={**details, "content_type": repr(content_type)},
             )
-        chosen = normalize_content_type(content_type) if content_type else detect_content_type(data, name)
-        if self.allowed_content_types is not None:
+        if self.allowed_content_types is None:
+            return normalize_content_type(content_type) if content_type else detect_content_type(source.head, name)
+        recognised, found = recognise_content(source)
+        if recognised not in self.allowed_content_types:
             allowed = ", ".join(self.allowed_content_types)
-            if chosen not in self.allowed_content_types:
-                raise ValidationError(
-                    f"Bucket {self.bucket_name!r} does not accept {chosen!r} files (allowed: {allowed}).",
-                    code="INVALID_CONTENT_TYPE",
-                    details={**details, "content_type": chosen, "allowed": list(self.allowed_content_types)},
-                )
-            sniffed = sniff_content_type(data)
-            if sniffed is not None and sniffed not in self.allowed_content_types:
-                raise ValidationError(
-                    f"The content looks like {sniffed!r}, which bucket {self.bucket_name!r} does not accept "
-                    f"(allowed: {allowed}).",
-                    code="INVALID_CONTENT_TYPE",
-                    details={**details, "content_type": sniffed, "allowed": list(self.allowed_content_types)},
-                )
-        return chosen
+            raise ValidationError(
+                f"Bucket {self.bucket_name!r} accepts only {allowed}; the content of {name!r} is {found}"
+                + (f" (declared {content_type!r})." if content_type else "."),
+                code="INVALID_CONTENT_TYPE",
+                details={
+                    **details,
+                    "content_type": recognised,
+                    "found": found,
+                    "allowed": list(self.allowed_content_types),
+                },
+            )
+        return str(recognised)
 
     if TYPE_CHECKING:  # provided by the Storage class each backend also derives from
 
@@ -142,24 +164,75 @@ class BucketStorageMixin:
         def exists(self, name: str) -> bool:
             """True when ``name`` exists."""
 
-    # The object API used by the facade; each backend implements these.
+        def open(self, name: str, mode: str = "rb") -> File[Any]:
+            """Open ``name`` for reading."""
 
-    def save_object(self, name: str, data: bytes, *, content_type: str | None = None, upsert: bool = False) -> str:
-        """Store ``data`` at exactly ``name`` (never renamed); ``FileExistsError`` when it exists and not ``upsert``."""
-        raise NotImplementedError
+    # The object API used by the facade; each backend implements the first five.
 
-    def read_object(self, name: str) -> bytes:
-        """Return the bytes stored at ``name``; ``FileNotFoundError`` when there is none."""
+    def save_object(self, name: str, content: object, *, content_type: str | None = None, upsert: bool = False) -> str:
+        """Store ``content`` (bytes, a path, a file object or an ``UploadSource``) at exactly ``name``.
+
+        Never renamed; ``FileExistsError`` when the object exists and not ``upsert``.
+        """
         raise NotImplementedError
 
     def signed_url(self, name: str, expires_in: int | None = None) -> str:
         """Return a URL that serves ``name`` without credentials for ``expires_in`` seconds (see ``expiry_seconds``)."""
         raise NotImplementedError
 
-    def list_objects(self, prefix: str = "") -> list[str]:
-        """Return the full names of the files directly inside folder ``prefix`` (sorted)."""
+    def list_entries(self, prefix: str = "", *, recursive: bool = False) -> list[ObjectEntry]:
+        """Return the objects directly inside folder ``prefix`` (or anywhere below it), sorted by name."""
+        raise NotImplementedError
+
+    def delete_objects(self, names: list[str]) -> None:
+        """Delete every object in ``names`` (missing ones are not an error)."""
         raise NotImplementedError
 
     def ping(self) -> None:
         """Raise when the bucket cannot be reached (a read-only probe; writes nothing)."""
         raise NotImplementedError
+
+    def probe_key(self) -> tuple[str, ...]:
+        """Buckets with equal probe keys are checked together by :meth:`check_buckets` (health checks)."""
+        return (type(self).__name__, self.bucket_name, str(id(self)))
+
+    def check_buckets(self, names: Iterable[str]) -> dict[str, Any]:
+        """Prove the buckets ``names`` (sharing this backend's probe key) usable without writing; raise if not."""
+        self.ping()
+        return {}
+
+    def read_object(self, name: str) -> bytes:
+        """Return the bytes stored at ``name``; ``FileNotFoundError`` when there is none."""
+        with self.open(clean_object_path(name), "rb") as handle:
+            return bytes(handle.read())
+
+    def iter_object(self, name: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield the bytes of ``name`` as they are read (from disk or the network)."""
+        handle = self.open(clean_object_path(name), "rb")
+        try:
+            yield from handle.chunks(chunk_size)
+        finally:
+            with contextlib.suppress(Exception):
+                handle.close()
+
+    def list_objects(self, prefix: str = "", *, recursive: bool = False) -> list[str]:
+        """Return the full names of the objects directly inside ``prefix`` (or anywhere below it), sorted."""
+        return [entry.name for entry in self.list_entries(prefix, recursive=recursive)]
+
+    def delete_prefix(self, prefix: str) -> list[str]:
+        """Delete every object under folder ``prefix`` (recursively); return their names.
+
+        Raises:
+            ValidationError: for an empty prefix (that would be the whole bucket).
+        """
+        folder = clean_prefix(prefix)
+        if not folder:
+            raise ValidationError(
+                "delete_prefix needs a folder; refusing to empty the whole bucket.",
+                code="INVALID_PATH",
+                details={"bucket": self.bucket_name, "prefix": prefix},
+            )
+        names = self.list_objects(folder, recursive=True)
+        if names:
+            self.delete_objects(names)
+        return names

@@ -5,6 +5,7 @@ Importable from ``videogen/settings.py``: it imports nothing from Django's app r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "VIDEO_OUTPUTS",
     "Bucket",
     "bucket_storages",
+    "supabase_selected",
 ]
 
 MB = 1024 * 1024
@@ -75,3 +77,18 @@ def bucket_storages(*, supabase: bool) -> dict[str, dict[str, Any]]:
     """Return one ``STORAGES`` entry per bucket: Supabase Storage when ``supabase``, else local files."""
     backend = SUPABASE_BACKEND if supabase else LOCAL_BACKEND
     return {name: {"BACKEND": backend, "OPTIONS": bucket.options()} for name, bucket in BUCKETS.items()}
+
+
+def supabase_selected(env: Any, problems: Iterable[Any] = ()) -> bool:
+    """True when the environment asks for Supabase Storage: ``SUPABASE_URL`` or ``SUPABASE_SERVICE_KEY`` is given.
+
+    A given but invalid value (``SUPABASE_SERVICE_KEY=abc``) still selects Supabase: every storage call
+    then refuses with ``ConfigError`` naming the problem, instead of silently storing files locally.
+    ``env`` and ``problems`` are what ``common.conf.load_env_settings(strict=False)`` returns.
+    """
+    given = {getattr(p, "variable", None) for p in problems}
+    return (
+        getattr(env, "supabase_url", None) is not None
+        or getattr(env, "supabase_service_key", None) is not None
+        or bool(given & {"SUPABASE_URL", "SUPABASE_SERVICE_KEY"})
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,12 +17,14 @@ from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from django.utils.deconstruct import deconstructible
 
-from common.storage.base import BucketStorageMixin, expiry_seconds
+from common.storage.base import BucketStorageMixin, ObjectEntry, expiry_seconds
 from common.storage.paths import clean_object_path, clean_prefix
 
 __all__ = ["SIGNED_URL_SALT", "LocalBucketStorage", "make_signed_token", "read_signed_token"]
 
 SIGNED_URL_SALT = "common.storage.signed-url"
+TEMP_PREFIX = ".~upload-"
+_WRITE_CHUNK = 1024 * 1024
 
 
 def _now() -> float:
@@ -92,51 +96,96 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         files: list[str] = []
         with os.scandir(full) as entries:
             for entry in entries:
-                (dirs if entry.is_dir() else files).append(entry.name)
+                if entry.name.startswith(TEMP_PREFIX):
+                    continue
+                (dirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
         return sorted(dirs), sorted(files)
 
     def _save(self, name: str, content: File[Any]) -> str:
-        data = self.read_content(name, content)
-        return self.save_object(name, data, content_type=getattr(content, "content_type", None), upsert=True)
+        return self.save_object(name, content, content_type=getattr(content, "content_type", None), upsert=True)
 
-    def save_object(self, name: str, data: bytes, *, content_type: str | None = None, upsert: bool = False) -> str:
-        """Write ``data`` at ``name`` atomically (temp file + rename); ``FileExistsError`` unless ``upsert``."""
-        self.check_upload(name, data, content_type)
-        full_path = self.path(name)
-        directory = os.path.dirname(full_path)
-        os.makedirs(directory, exist_ok=True)
-        if not upsert and os.path.exists(full_path):
-            raise FileExistsError(f"{self.bucket_name}/{name} already exists")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".upload-")
+    def save_object(self, name: str, content: object, *, content_type: str | None = None, upsert: bool = False) -> str:
+        """Write ``content`` at ``name`` chunk by chunk into a temp file, then rename it into place.
+
+        ``FileExistsError`` unless ``upsert``; a failed write leaves nothing behind.
+        """
+        source = self.open_upload(name, content)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            if self.file_permissions_mode is not None:
-                os.chmod(tmp, self.file_permissions_mode)
-            if upsert:
-                os.replace(tmp, full_path)
-            else:
-                # link() fails if the name appeared meanwhile: no silent overwrite under a race.
-                os.link(tmp, full_path)
-                os.unlink(tmp)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return name
-
-    def read_object(self, name: str) -> bytes:
-        """Return the bytes of ``name``; ``FileNotFoundError`` when missing."""
-        with open(self.path(name), "rb") as fh:
-            return fh.read()
+            self.check_upload(name, source, content_type)
+            full_path = self.path(name)
+            directory = os.path.dirname(full_path)
+            os.makedirs(directory, exist_ok=True)
+            if not upsert and os.path.exists(full_path):
+                raise FileExistsError(f"{self.bucket_name}/{name} already exists")
+            # The temp name has '~', which no object name may contain: it can never collide with one.
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    for chunk in source.chunks(_WRITE_CHUNK):
+                        fh.write(chunk)
+                if self.file_permissions_mode is not None:
+                    os.chmod(tmp, self.file_permissions_mode)
+                if upsert:
+                    os.replace(tmp, full_path)
+                else:
+                    # link() fails if the name appeared meanwhile: no silent overwrite under a race.
+                    os.link(tmp, full_path)
+                    os.unlink(tmp)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            return name
+        finally:
+            if source is not content:
+                source.close()
 
     def delete(self, name: str) -> None:
-        """Delete ``name``; deleting a missing file is not an error."""
-        super().delete(clean_object_path(name))
+        """Delete ``name`` and the folders it leaves empty; deleting a missing file is not an error."""
+        self.delete_objects([clean_object_path(name)])
+
+    def delete_objects(self, names: list[str]) -> None:
+        """Delete the files ``names`` (never following a link) and prune the folders left empty."""
+        root = self.location
+        for name in names:
+            full = self.path(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
+            parent = os.path.dirname(full)
+            while parent != root and parent.startswith(root + os.sep):
+                try:
+                    os.rmdir(parent)
+                except OSError:  # not empty (or gone): stop climbing
+                    break
+                parent = os.path.dirname(parent)
 
     def exists(self, name: str) -> bool:
         """True when a file is stored at ``name``."""
         return os.path.isfile(self.path(name))
+
+    def list_entries(self, prefix: str = "", *, recursive: bool = False) -> list[ObjectEntry]:
+        """Return the files directly inside ``prefix`` (every level below it when ``recursive``); links are skipped."""
+        folder = clean_prefix(prefix)
+        pending = [folder]
+        entries: list[ObjectEntry] = []
+        while pending:
+            current = pending.pop()
+            full = os.path.join(self.location, current) if current else self.location
+            try:
+                scan = list(os.scandir(full))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in scan:
+                if entry.name.startswith(TEMP_PREFIX):
+                    continue
+                name = f"{current}/{entry.name}" if current else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append(name)
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    entries.append(ObjectEntry(name, info.st_size, datetime.fromtimestamp(info.st_mtime, tz=UTC)))
+        return sorted(entries, key=lambda e: e.name)
 
     def url(self, name: str | None, expire: int | None = None) -> str:
         """Return a signed URL for ``name`` that expires after ``expire`` seconds (default SIGNED_URL_EXPIRES_IN)."""
@@ -154,11 +203,9 @@ class LocalBucketStorage(BucketStorageMixin, FileSystemStorage):
         base = reverse("common:storage-signed-download", kwargs={"bucket": self.bucket_name, "path": name})
         return f"{base}?{urlencode({'token': token})}"
 
-    def list_objects(self, prefix: str = "") -> list[str]:
-        """Return the full names of the files directly inside ``prefix`` (hidden temp files excluded)."""
-        folder = clean_prefix(prefix)
-        _, files = self.listdir(folder)
-        return sorted(f"{folder}/{f}" if folder else f for f in files if not f.startswith(".upload-"))
+    def probe_key(self) -> tuple[str, ...]:
+        """Each local bucket is probed on its own (its folder)."""
+        return ("local", self.location)
 
     def ping(self) -> None:
         """Check that the bucket folder (or the nearest existing parent) is readable and writable."""

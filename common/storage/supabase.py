@@ -1,93 +1,42 @@
-"""Supabase Storage as a Django storage backend, on the ``supabase`` client's storage API (storage3)."""
+"""Supabase Storage as a Django storage backend, on the Storage REST API (:mod:`common.storage.rest`)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
 
 from common.conf import app_settings
-from common.errors import RetryableError, ServiceUnavailableError, StorageError, ValidationError
-from common.log import get_logger
-from common.retry import retry_with_backoff
-from common.storage.base import BucketStorageMixin, expiry_seconds
-from common.storage.client import get_supabase_client, make_supabase_client
+from common.errors import ConfigError, StorageError
+from common.storage.base import BucketStorageMixin, ObjectEntry, expiry_seconds
+from common.storage.client import check_service_key, get_storage_api, key_role
 from common.storage.paths import clean_object_path, clean_prefix
+from common.storage.rest import StorageAPI
+from common.storage.transfer import RemoteReader, tus_upload
 
-__all__ = ["SupabaseStorage", "translate_supabase_error"]
-
-logger = get_logger("common.storage")
-T = TypeVar("T")
+__all__ = ["SupabaseStorage"]
 
 _LIST_PAGE = 1000
-_MAX_RETRY_AFTER = 30.0
+_DELETE_BATCH = 1000  # MAX_OBJECTS_PER_REQUEST of the server
+_READ_BUFFER = 256 * 1024
+_SAFE_IN_SIGNED_PATH = "/!*'()&$@=:+,"
 
 
-def _status_of(exc: Exception) -> int | None:
-    """The real HTTP status of a storage3 error: the body's ``statusCode`` (often "404" in an HTTP 400)."""
-    status = getattr(exc, "status", None)
-    try:
-        return int(str(status))
-    except (TypeError, ValueError):
-        response = getattr(exc.__cause__, "response", None)
-        return getattr(response, "status_code", None)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc.__cause__, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return min(float(value), _MAX_RETRY_AFTER) if value is not None else None
-    except ValueError:
+def _parse_time(value: object) -> datetime | None:
+    if not value:
         return None
-
-
-def translate_supabase_error(exc: Exception, *, bucket: str, name: str | None, operation: str) -> Exception:
-    """Map a storage3/httpx error to what the backend raises.
-
-    Not found -> ``FileNotFoundError``, 401/403 -> ``PermissionError``, 409 -> ``FileExistsError``,
-    network errors, 5xx and 429 -> ``ServiceUnavailableError`` (retried), anything else -> ``StorageError``.
-    """
-    where = f"{bucket}/{name}" if name else bucket
-    details = {"bucket": bucket, "path": name, "operation": operation}
-    if isinstance(exc, httpx.TransportError):
-        return ServiceUnavailableError(
-            f"Supabase Storage is unreachable ({type(exc).__name__}) during {operation} of {where}.",
-            details={**details, "error": str(exc)},
-        )
-    status = _status_of(exc)
-    message = getattr(exc, "message", None) or str(exc)
-    details["status"] = str(status)
-    if status == 404:
-        return FileNotFoundError(f"{where} does not exist ({message})")
-    if status in (401, 403):
-        return PermissionError(f"access to {where} was denied ({message})")
-    if status == 409:
-        return FileExistsError(f"{where} already exists ({message})")
-    if status == 413:
-        return ValidationError(f"Supabase Storage refused {where} as too large ({message}).", code="FILE_TOO_LARGE")
-    if status == 429:
-        return ServiceUnavailableError(
-            f"Supabase Storage is rate limiting requests ({operation} of {where}).",
-            code="RATE_LIMITED",
-            details=details,
-            retry_after=_retry_after(exc),
-        )
-    if status is not None and status >= 500:
-        return ServiceUnavailableError(
-            f"Supabase Storage failed with status {status} during {operation} of {where}: {message}",
-            details=details,
-        )
-    return StorageError(
-        f"Supabase Storage refused {operation} of {where} (status {status}): {message}", details=details
-    )
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @deconstructible(path="common.storage.supabase.SupabaseStorage")
@@ -97,8 +46,8 @@ class SupabaseStorage(BucketStorageMixin, Storage):
     Options (``STORAGES[...]["OPTIONS"]``): ``bucket`` (required), ``max_size``,
     ``allowed_content_types``, ``file_overwrite`` (default True), ``url`` and ``key``
     (default: the shared client from ``SUPABASE_URL``/``SUPABASE_SERVICE_KEY``),
-    ``timeout`` (seconds) and ``cache_control``. Unknown options raise
-    ``ImproperlyConfigured``. The client is created on first use, once, under a lock.
+    ``timeout`` (seconds) and ``cache_control`` (seconds, default 3600). Unknown options raise
+    ``ImproperlyConfigured``. The HTTP client is created on first use, once, under a lock.
     """
 
     OPTION_NAMES = frozenset({"url", "key", "timeout", "cache_control"})
@@ -109,109 +58,208 @@ class SupabaseStorage(BucketStorageMixin, Storage):
         self.key_option: str | None = options.get("key")
         self.timeout: float | None = options.get("timeout")
         self.cache_control = str(options.get("cache_control", "3600"))
-        self._client: Any = None
-        self._client_lock = threading.Lock()
+        self._api: StorageAPI | None = None
+        self._api_lock = threading.Lock()
 
     # ----------------------------------------------------------------- client
 
     @property
-    def client(self) -> Any:
-        """The ``supabase.Client`` in use (own one when ``url``/``key`` are given, else the shared one)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
+    def api(self) -> StorageAPI:
+        """The Storage REST client in use (own one when ``url``/``key`` are given, else the shared one).
+
+        Raises:
+            ConfigError: Supabase not configured, or a key that is not the service role's.
+        """
+        if self._api is None:
+            with self._api_lock:
+                if self._api is None:
                     if self.url_option and self.key_option:
-                        self._client = make_supabase_client(self.url_option, self.key_option, timeout=self.timeout)
+                        check_service_key(self.key_option, source=f"the key option of bucket {self.bucket_name!r}")
+                        self._api = StorageAPI(self.url_option, self.key_option, timeout=self.timeout)
                     else:
-                        self._client = get_supabase_client()
-        return self._client
+                        self._api = get_storage_api()
+        return self._api
 
-    def _bucket(self) -> Any:
-        return self.client.storage.from_(self.bucket_name)
+    def _json(self, operation: str, method: str, url: str, name: str | None = None, **kw: Any) -> Any:
+        return self.api.request_json(operation, method, url, bucket=self.bucket_name, name=name, **kw)
 
-    def _call(self, operation: str, name: str | None, fn: Callable[[], T]) -> T:
-        """Run one API call, translating errors and retrying transient ones (network, 5xx, 429)."""
-        from storage3.utils import StorageException
-
-        def attempt() -> T:
-            try:
-                return fn()
-            except (StorageException, httpx.HTTPError) as exc:
-                raise translate_supabase_error(exc, bucket=self.bucket_name, name=name, operation=operation) from exc
-
-        attempt.__qualname__ = f"SupabaseStorage.{operation}({self.bucket_name}/{name or ''})"
-        retrying = retry_with_backoff(
-            max_attempts=int(app_settings.STORAGE_RETRY_ATTEMPTS),
-            base_delay=float(app_settings.STORAGE_RETRY_BASE_DELAY),
-            max_delay=_MAX_RETRY_AFTER,
-            jitter=True,
-            retryable_exceptions=(RetryableError,),
-        )(attempt)
-        return retrying()
+    def _cache_header(self) -> str:
+        return f"max-age={self.cache_control}" if self.cache_control.isdigit() else self.cache_control
 
     # ----------------------------------------------------------------- object API (facade)
 
-    def save_object(self, name: str, data: bytes, *, content_type: str | None = None, upsert: bool = False) -> str:
-        """Upload ``data`` to ``name`` with its content type and an explicit ``x-upsert``."""
-        chosen = self.check_upload(name, data, content_type)
-        options = {"content-type": chosen, "upsert": "true" if upsert else "false", "cache-control": self.cache_control}
-        self._call("upload", name, lambda: self._bucket().upload(name, data, options))
-        return name
+    def save_object(self, name: str, content: object, *, content_type: str | None = None, upsert: bool = False) -> str:
+        """Upload ``content`` to ``name``: one request up to STORAGE_RESUMABLE_THRESHOLD bytes, TUS above."""
+        source = self.open_upload(name, content)
+        try:
+            chosen = self.check_upload(name, source, content_type)
+            api = self.api
+            if source.size > int(app_settings.STORAGE_RESUMABLE_THRESHOLD):
+                tus_upload(
+                    api,
+                    bucket=self.bucket_name,
+                    name=name,
+                    source=source,
+                    content_type=chosen,
+                    cache_seconds=self.cache_control,
+                    upsert=upsert,
+                    chunk_size=int(app_settings.STORAGE_CHUNK_SIZE),
+                )
+                return name
+            data = source.read_all()
+            headers = {
+                "content-type": chosen,
+                "cache-control": self._cache_header(),
+                "x-upsert": "true" if upsert else "false",
+            }
+            self._json(
+                "upload", "POST", api.object_url("", self.bucket_name, name), name, content=data, headers=headers
+            )
+            return name
+        finally:
+            if source is not content:
+                source.close()
 
-    def read_object(self, name: str) -> bytes:
-        """Download ``name``."""
-        clean_object_path(name)
-        return self._call("download", name, lambda: bytes(self._bucket().download(name)))
+    def _open_at(self, name: str) -> Any:
+        url = self.api.object_url("", self.bucket_name, name)
+
+        def open_at(offset: int) -> httpx.Response:
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+
+            def attempt() -> httpx.Response:
+                return self.api.send(
+                    "GET", url, bucket=self.bucket_name, name=name, operation="download", stream=True, headers=headers
+                )
+
+            attempt.__qualname__ = f"SupabaseStorage.download({self.bucket_name}/{name})"
+            return self.api.call("download", self.bucket_name, name, attempt)
+
+        return open_at
 
     def signed_url(self, name: str, expires_in: int | None = None) -> str:
         """Ask Supabase for a signed URL valid for ``expires_in`` seconds."""
         clean_object_path(name)
         seconds = expiry_seconds(expires_in)
-        result = self._call("sign", name, lambda: self._bucket().create_signed_url(name, seconds))
-        url = result.get("signedURL") or result.get("signedUrl")
-        if not url:
+        api = self.api
+        result = self._json(
+            "sign", "POST", api.object_url("sign", self.bucket_name, name), name, json={"expiresIn": seconds}
+        )
+        signed = (result.get("signedURL") or result.get("signedUrl")) if isinstance(result, dict) else None
+        if not signed:
             raise StorageError(f"Supabase Storage returned no signed URL for {self.bucket_name}/{name}.")
-        return str(url)
+        # The server returns the decoded path (a raw space): escape it again for a valid URL.
+        path, _, query = str(signed).partition("?")
+        return f"{api.base}/{quote(path.lstrip('/'), safe=_SAFE_IN_SIGNED_PATH)}?{query}"
 
-    def _list_page(self, prefix: str, offset: int, limit: int) -> list[dict[str, Any]]:
-        options = {"limit": limit, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
-        return list(self._call("list", prefix or None, lambda: self._bucket().list(prefix, options)))
-
-    def _list_all(self, prefix: str) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
+    def _list_folder(self, folder: str) -> list[dict[str, Any]]:
+        url = f"{self.api.base}/object/list/{quote(self.bucket_name, safe='')}"
+        rows: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = self._list_page(prefix, offset, _LIST_PAGE)
-            entries.extend(page)
+            body = {
+                "prefix": folder,
+                "limit": _LIST_PAGE,
+                "offset": offset,
+                "sortBy": {"column": "name", "order": "asc"},
+            }
+            page = self._json("list", "POST", url, folder or None, json=body)
+            page = [row for row in page if isinstance(row, dict)] if isinstance(page, list) else []
+            rows.extend(page)
             if len(page) < _LIST_PAGE:
-                return entries
+                return rows
             offset += _LIST_PAGE
 
-    def list_objects(self, prefix: str = "") -> list[str]:
-        """Return the full names of the files directly inside ``prefix``."""
-        _, files = self.listdir(prefix)
-        folder = clean_prefix(prefix)
-        return sorted(f"{folder}/{f}" if folder else f for f in files)
+    def list_entries(self, prefix: str = "", *, recursive: bool = False) -> list[ObjectEntry]:
+        """Return the objects directly inside ``prefix`` (every level below it when ``recursive``), sorted."""
+        pending = [clean_prefix(prefix)]
+        entries: list[ObjectEntry] = []
+        while pending:
+            folder = pending.pop()
+            for row in self._list_folder(folder):
+                full = f"{folder}/{row.get('name')}" if folder else str(row.get("name"))
+                if row.get("id"):
+                    metadata = row.get("metadata") or {}
+                    size = metadata.get("size") if isinstance(metadata, dict) else None
+                    updated = _parse_time(row.get("updated_at") or row.get("created_at"))
+                    entries.append(ObjectEntry(full, int(size) if isinstance(size, int) else None, updated))
+                elif recursive:
+                    pending.append(full)
+        return sorted(entries, key=lambda e: e.name)
+
+    def delete_objects(self, names: list[str]) -> None:
+        """Delete ``names`` (the server takes at most 1000 a request; missing ones are not an error)."""
+        url = f"{self.api.base}/object/{quote(self.bucket_name, safe='')}"
+        for start in range(0, len(names), _DELETE_BATCH):
+            batch = names[start : start + _DELETE_BATCH]
+            self._json("delete", "DELETE", url, batch[0] if len(batch) == 1 else None, json={"prefixes": batch})
 
     def ping(self) -> None:
         """List at most one entry of the bucket root (reads only)."""
-        self._list_page("", 0, 1)
+        url = f"{self.api.base}/object/list/{quote(self.bucket_name, safe='')}"
+        self._json("list", "POST", url, json={"prefix": "", "limit": 1, "offset": 0})
+
+    def probe_key(self) -> tuple[str, ...]:
+        """Buckets with the same probe key are checked by one request (the same server and key)."""
+        api = self.api
+        return ("supabase", api.url, hashlib.sha256(api.key.encode()).hexdigest()[:16])
+
+    def check_buckets(self, names: Iterable[str]) -> dict[str, Any]:
+        """Prove, without writing, that each bucket exists, is private and is visible to the service role.
+
+        One ``GET /storage/v1/bucket`` answers for every bucket on this server. A key that says it is
+        not the service role's fails first; a bucket the key cannot see is reported missing (with the
+        anon role's row-level security, a new project shows it no bucket at all).
+
+        Raises:
+            ConfigError: ``BUCKET_NOT_FOUND``, ``BUCKET_NOT_PRIVATE`` or ``STORAGE_KEY_NOT_SERVICE_ROLE``,
+                naming every bucket and problem; ``StorageError`` ``PERMISSION_DENIED`` for a refused key.
+        """
+        api = self.api
+        rows = {str(row.get("id") or row.get("name")): row for row in api.list_buckets()}
+        role = key_role(api.key)
+        problems: list[tuple[str, str]] = []
+        for bucket in names:
+            row = rows.get(bucket)
+            if row is None:
+                hint = "" if role == "service_role" else " (or the key cannot see it: is it the service-role key?)"
+                problems.append(("BUCKET_NOT_FOUND", f"bucket {bucket!r} does not exist on {api.url}{hint}"))
+            elif row.get("public"):
+                problems.append(("BUCKET_NOT_PRIVATE", f"bucket {bucket!r} is public; make it private"))
+        if problems:
+            raise ConfigError(
+                "; ".join(message for _, message in problems),
+                code=problems[0][0],
+                details={"problems": [{"code": c, "message": m} for c, m in problems]},
+            )
+        return {"server": api.url, "key_role": role or "unknown (accepted by the server)"}
 
     def info(self, name: str) -> dict[str, Any]:
         """Return Supabase's metadata for ``name``; ``FileNotFoundError`` when missing."""
         clean_object_path(name)
-        return dict(self._call("info", name, lambda: self._bucket().info(name)))
+        result = self._json("info", "GET", self.api.object_url("info", self.bucket_name, name), name)
+        return dict(result) if isinstance(result, dict) else {}
 
     # ----------------------------------------------------------------- Django Storage API
 
     def _open(self, name: str, mode: str = "rb") -> File[Any]:
         if "w" in mode or "a" in mode or "+" in mode:
             raise ValueError("SupabaseStorage opens files for reading only; use save() to write.")
-        return ContentFile(self.read_object(name), name=name)
+        clean_object_path(name)
+        reader = RemoteReader(self._open_at(name), bucket=self.bucket_name, name=name)
+        handle: File[Any] = File(io.BufferedReader(reader, buffer_size=_READ_BUFFER), name=name)
+        if reader.size is not None:
+            handle.size = reader.size
+        return handle
+
+    def iter_object(self, name: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield the bytes of ``name`` as they arrive from the network (resumed with ``Range`` after a drop)."""
+        clean_object_path(name)
+        yield from RemoteReader(self._open_at(name), bucket=self.bucket_name, name=name).pieces()
 
     def _save(self, name: str, content: File[Any]) -> str:
-        data = self.read_content(name, content)
-        return self.save_object(name, data, content_type=getattr(content, "content_type", None), upsert=True)
+        return self.save_object(name, content, content_type=getattr(content, "content_type", None), upsert=True)
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
         """Return ``name`` itself when overwriting is on (object-store semantics), else a free name."""
@@ -222,11 +270,10 @@ class SupabaseStorage(BucketStorageMixin, Storage):
 
     def delete(self, name: str) -> None:
         """Delete ``name``; deleting a missing object is not an error (as with files)."""
-        clean_object_path(name)
-        self._call("delete", name, lambda: self._bucket().remove([name]))
+        self.delete_objects([clean_object_path(name)])
 
     def exists(self, name: str) -> bool:
-        """True when an object is stored at ``name``."""
+        """True when an object is stored at ``name`` (a missing bucket or refused key raises)."""
         try:
             self.info(name)
         except FileNotFoundError:
@@ -235,12 +282,12 @@ class SupabaseStorage(BucketStorageMixin, Storage):
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         """Return (folders, files) directly inside ``path``."""
-        prefix = clean_prefix(path)
+        folder = clean_prefix(path)
         dirs: list[str] = []
         files: list[str] = []
-        for entry in self._list_all(prefix):
-            (files if entry.get("id") else dirs).append(str(entry["name"]))
-        return dirs, files
+        for row in self._list_folder(folder):
+            (files if row.get("id") else dirs).append(str(row.get("name")))
+        return sorted(dirs), sorted(files)
 
     def size(self, name: str) -> int:
         """Return the size of ``name`` in bytes."""
@@ -255,12 +302,9 @@ class SupabaseStorage(BucketStorageMixin, Storage):
     def get_modified_time(self, name: str) -> datetime:
         """Return when ``name`` was last modified (aware when ``USE_TZ``), from Supabase's metadata."""
         info = self.info(name)
-        stamp = info.get("last_modified") or info.get("updated_at") or info.get("created_at")
-        if not stamp:
+        moment = _parse_time(info.get("last_modified") or info.get("updated_at") or info.get("created_at"))
+        if moment is None:
             raise StorageError(f"Supabase Storage reported no modification time for {self.bucket_name}/{name}.")
-        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         return moment if settings.USE_TZ else moment.astimezone().replace(tzinfo=None)
 
     def url(self, name: str | None, expire: int | None = None) -> str:

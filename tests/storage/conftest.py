@@ -33,6 +33,26 @@ def fake_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    """No shared Storage client or cached health probe outlives a test (each test has its own server)."""
+    from common import health
+    from common.storage import client
+
+    client.reset_supabase_client()
+    health._probe_cache.clear()
+    yield
+    client.reset_supabase_client()
+    health._probe_cache.clear()
+
+
+@pytest.fixture
+def small_chunks() -> Iterator[None]:
+    """Resumable uploads above 64 KiB, in 64 KiB chunks, so the tests move little data."""
+    with override_settings(VIDEOGEN_COMMON={"STORAGE_RESUMABLE_THRESHOLD": 64 * 1024, "STORAGE_CHUNK_SIZE": 64 * 1024}):
+        yield
+
+
 @pytest.fixture
 def fake_supabase() -> Iterator[FakeSupabase]:
     """A running stand-in Supabase Storage server with the four buckets."""
@@ -57,6 +77,7 @@ class Backend:
     sent: Callable[[], int]  # writes/requests so far: files on disk (local) or HTTP requests (Supabase)
     fetch: Callable[[str], tuple[int, bytes, str]]  # GET a signed URL -> (status, body, content type)
     advance: Callable[[float], None]  # move the clock that signed URLs expire by
+    server: FakeSupabase | None = None  # the stand-in server (Supabase only)
 
 
 @pytest.fixture(params=["local", "supabase"])
@@ -97,4 +118,4 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
             server.clock_offset += seconds
 
         with override_settings(STORAGES=supabase_storages(server.url)):
-            yield Backend("supabase", lambda: server.count(), fetch_remote, advance_remote)
+            yield Backend("supabase", lambda: server.count(), fetch_remote, advance_remote, server)

