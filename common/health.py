@@ -143,7 +143,13 @@ class HealthCheck:
 
 
 class DatabaseCheck(HealthCheck):
-    """``SELECT 1`` on a database alias, with a statement timeout on PostgreSQL."""
+    """``SELECT 1`` on a database alias within the check's timeout (getting a connection included).
+
+    Its details show the vendor and, on PostgreSQL, this process's connection pool (``pool``: size,
+    connections open / in use / idle, threads waiting, psycopg's own counters); informative only, the
+    check fails when no connection comes in time, saying whether the pool is exhausted or the database
+    cannot be reached.
+    """
 
     name = "database"
 
@@ -156,7 +162,11 @@ class DatabaseCheck(HealthCheck):
         from common import db
 
         db.ping(using=self.using, timeout=self.timeout)
-        return {"vendor": connections[self.using].vendor}
+        details: dict[str, Any] = {"vendor": connections[self.using].vendor}
+        pool = db.pool_status(using=self.using)
+        if pool is not None:
+            details["pool"] = pool
+        return details
 
     def run(self) -> dict[str, Any] | None:
         """Run the check and close this worker thread's connection afterwards."""

@@ -29,6 +29,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from common.conf import app_settings
+from common.db import boundary
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
@@ -144,6 +145,7 @@ def _finish_job(job: Job, status: str, now: datetime, *, stage_metadata: dict[st
 # --------------------------------------------------------------------------- jobs
 
 
+@boundary
 def job_create(
     *,
     user_id: UUID | str,
@@ -186,6 +188,7 @@ def _parse_budget(value: Decimal | str | int) -> Decimal:
     return amount
 
 
+@boundary
 def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
     """Set the job's progress (0-100, never backwards) and optionally its current stage.
 
@@ -214,6 +217,7 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
     return job
 
 
+@boundary
 def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     """Mark a processing job completed with its video (progress 100, nothing remaining).
 
@@ -244,6 +248,7 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     return job
 
 
+@boundary
 def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
     """Mark a queued or processing job failed, storing the error's code and message.
 
@@ -270,6 +275,7 @@ def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
     return job
 
 
+@boundary
 def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     """Cancel a queued or processing job (code ``JOB_CANCELLED``); stages still running are marked failed.
 
@@ -294,6 +300,7 @@ def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
 # --------------------------------------------------------------------------- stages
 
 
+@boundary
 def stage_start(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
     """Start (or retry) a stage: it becomes processing, its attempt count goes up, the job becomes processing.
 
@@ -353,6 +360,7 @@ def _end_stage(
     return stage
 
 
+@boundary
 def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
     """Complete a processing stage: duration, cost rolled up from the ledger, new time estimate.
 
@@ -372,6 +380,7 @@ def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, A
     return stage
 
 
+@boundary
 def stage_fail(
     *,
     job_id: UUID | str,
