@@ -472,7 +472,7 @@ def _parse_pool(p: _Parser, values: dict[str, Any]) -> None:
     """``DATABASE_POOL_SIZE`` (1-1000 connections a process) and ``DATABASE_POOL_TIMEOUT`` (seconds, 0-600)."""
     size = p.raw("DATABASE_POOL_SIZE")
     if size is not None:
-        if size.isdigit() and 1 <= int(size) <= 1000:
+        if size.isascii() and size.isdigit() and 1 <= int(size) <= 1000:
             values["database_pool_size"] = int(size)
         else:
             p.problem("DATABASE_POOL_SIZE", f"must be a whole number of connections from 1 to 1000, got {size!r}")

@@ -5,6 +5,7 @@ Kept apart from :mod:`common.db` so each stays small; import the names from ``co
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -139,7 +140,8 @@ def translate_error(
     if is_connection_error(exc):
         details["reason"] = "unreachable"
         return ServiceUnavailableError(
-            f"{operation}: the database is unavailable: the server is unreachable or dropped the connection ({message})",
+            f"{operation}: the database is unavailable: "
+            f"the server is unreachable or dropped the connection ({message})",
             job_id=job_id,
             details=details,
             retry_after=_RETRY_AFTER_UNREACHABLE,
@@ -205,13 +207,18 @@ def _integrity_error(
     code, _prefix, meaning = entry or ("INTEGRITY_ERROR", "", "the change breaks a rule of the database")
     constraint = _diag(exc, "constraint_name")
     column = _diag(exc, "column_name")
+    named_by_sqlite = message.split(":", 1)[1].strip() if ":" in message and "constraint failed" in lowered else ""
+    if code == "CONSTRAINT_VIOLATED" and named_by_sqlite:
+        constraint = constraint or named_by_sqlite  # SQLite: "CHECK constraint failed: <name>"
     if constraint:
         details["constraint"] = constraint
     if column:
         details["field"] = column
-    elif ":" in message and "constraint failed" in lowered:
+    elif key := re.match(r"Key \((.+?)\)=", _diag(exc, "message_detail") or ""):
+        details["fields"] = [part.strip().strip('"') for part in key.group(1).split(",")]  # PostgreSQL's unique key
+    elif named_by_sqlite and code != "CONSTRAINT_VIOLATED":
         # SQLite names the columns: "UNIQUE constraint failed: job_costs.job_id, job_costs.idempotency_key".
-        details["fields"] = [part.strip().rsplit(".", 1)[-1] for part in message.split(":", 1)[1].split(",")]
+        details["fields"] = [part.strip().rsplit(".", 1)[-1] for part in named_by_sqlite.split(",")]
     named = constraint or column or ", ".join(details.get("fields", []))
     return ValidationError(
         f"{operation}: {meaning}" + (f" ({named})" if named else ""), job_id=job_id, code=code, details=details

@@ -166,8 +166,7 @@ def _timeout_error(pool: ConnectionPool[Any], limit: float, waited: float, error
         )
     return PoolCannotConnect(
         f"the database is unreachable: the connection pool {pool.name!r} could not open a connection within "
-        f"{limit:g} s ({failed} connection attempt(s) failed meanwhile; {status['open']} of "
-        f"{status['max_size']} connections open, {status['idle']} idle). Check DATABASE_URL and that the server is up.",
+        f"{limit:g} s ({failed} connection attempt(s) failed meanwhile). Check DATABASE_URL and that the server is up.",
         status=status,
         waited=waited,
     )
