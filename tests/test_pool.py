@@ -269,3 +269,26 @@ def test_pipeline_errors_only_from_services_with_the_pool_exhausted() -> None:
                     call()
                 assert isinstance(caught.value, ServiceUnavailableError), caught.value
                 assert caught.value.details["reason"] == "pool_exhausted"
+
+
+def test_atomic_and_retry_helpers_report_an_exhausted_pool_without_retrying() -> None:
+    attempts: list[int] = []
+
+    @db.retry_on_connection_error
+    def read() -> None:
+        attempts.append(1)
+        selectors_free_query()
+
+    with small_pool(max_size=1, timeout=0.2), holding(1):
+        with pytest.raises(ServiceUnavailableError) as in_atomic, db.atomic():
+            selectors_free_query()
+        with pytest.raises(ServiceUnavailableError) as retried:
+            read()
+    assert in_atomic.value.details["reason"] == "pool_exhausted"
+    assert retried.value.details["reason"] == "pool_exhausted"
+    assert attempts == [1]  # it already waited the pool's timeout: not retried
+
+
+def selectors_free_query() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
