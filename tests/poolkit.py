@@ -99,3 +99,18 @@ def wait_for_waiters(count: int, *, within: float = 10.0) -> None:
     while (db.pool_status() or {}).get("waiting", 0) < count:
         assert time.monotonic() < deadline, f"no {count} waiting thread(s) within {within} s"
         time.sleep(0.005)
+
+
+@contextmanager
+def pool_for_threads(count: int) -> Iterator[None]:
+    """Make room for ``count`` threads that each keep one connection (the README's rule: a pool at least that large).
+
+    On PostgreSQL with a smaller pool, a pool of ``count`` connections that waits as long as the suite's
+    replaces it inside the block (``transaction=True`` tests only); otherwise nothing changes.
+    """
+    options = connections["default"].settings_dict.get("OPTIONS", {}).get("pool")
+    if connection.vendor != "postgresql" or not options or options.get("max_size", 0) >= count:
+        yield
+        return
+    with small_pool(max_size=count, timeout=float(options.get("timeout", 5))):
+        yield
