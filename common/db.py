@@ -57,6 +57,7 @@ __all__ = [
     "releasing_connections",
     "retry_on_connection_error",
     "translate_error",
+    "wait_limit",
 ]
 
 logger = get_logger("common.db")
@@ -283,11 +284,22 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
 
 def _wait_at_most(vendor: str, seconds: float) -> AbstractContextManager[None]:
     """Bound the wait for a pooled connection (PostgreSQL through ``common.db_backends.postgresql``)."""
-    if vendor != "postgresql":
-        return nullcontext()
-    from common.db_backends.postgresql.base import wait_limit
+    return wait_limit(seconds) if vendor == "postgresql" else nullcontext()
 
-    return wait_limit(seconds)
+
+def wait_limit(seconds: float) -> AbstractContextManager[None]:
+    """Inside the block, waiting for a pooled connection lasts at most ``seconds`` (never more than the pool's).
+
+    For a caller that must answer sooner than ``DATABASE_POOL_TIMEOUT`` (a health probe, an HTTP request).
+
+    Raises:
+        ValidationError: when ``seconds`` is not a positive, finite number.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ValidationError(f"wait_limit needs a positive number of seconds, got {seconds!r}.")
+    from common.db_backends.postgresql.base import wait_limit as limit
+
+    return limit(float(seconds))
 
 
 async def aping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None:

@@ -20,7 +20,6 @@ from django.test import override_settings
 from psycopg_pool import PoolTimeout
 
 from common import db, selectors
-from common.db_backends.postgresql.base import wait_limit
 from common.errors import GenerationError, PipelineError, ServiceUnavailableError
 from common.health import DatabaseCheck, run_checks
 from common.log import get_job_id, job_context, run_in_context, submit_in_context, wrap_with_context
@@ -154,7 +153,7 @@ def test_the_message_counts_the_threads_waiting() -> None:
             waiter = threading.Thread(target=lambda: outcome.append(selectors.job_get(job_id=job.id).pk))
             waiter.start()
             wait_for_waiters(1)
-            with wait_limit(0.2), pytest.raises(ServiceUnavailableError) as caught:
+            with db.wait_limit(0.2), pytest.raises(ServiceUnavailableError) as caught:
                 selectors.job_get(job_id=job.id)
             holders[0].release()  # the waiting thread gets this connection
             waiter.join(10)
@@ -292,3 +291,23 @@ def test_atomic_and_retry_helpers_report_an_exhausted_pool_without_retrying() ->
 def selectors_free_query() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+
+
+def test_wait_limit_shortens_the_wait_for_one_block() -> None:
+    with (
+        small_pool(max_size=1, timeout=5),
+        holding(1),
+        db.wait_limit(0.1),
+        db.wait_limit(3),  # a longer inner limit does not extend the outer one
+        pytest.raises(ServiceUnavailableError) as caught,
+    ):
+        selectors.job_stages(job_id=uuid.uuid4())
+    assert "none came back within 0.1 s" in caught.value.message
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), "1", True])
+def test_wait_limit_needs_a_positive_number(seconds: object) -> None:
+    from common.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="wait_limit"):
+        db.wait_limit(seconds)  # type: ignore[arg-type]
