@@ -179,7 +179,7 @@ def translate_error(
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return text.splitlines()[0][:300].replace("\x00", "\\x00")  # never a NUL in a message that may be stored
 
 
 def _diag(exc: BaseException, name: str) -> str | None:

@@ -6,7 +6,7 @@ import uuid
 
 import psycopg.errors
 import pytest
-from django.db import IntegrityError, OperationalError, connection, connections, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from common import db, retry
@@ -543,3 +543,27 @@ class TestPoolSettings:
         assert engine == "common.db_backends.postgresql"
         assert options["pool"] == {"name": "videogen-default", "min_size": 1, "max_size": 3, "timeout": 0.75}
         assert options["connect_timeout"] == 10
+
+
+@pytest.mark.postgres
+def test_raw_psycopg_errors_are_translated_too(constrained: str) -> None:
+    # The cost ledger's prepared statement runs on the raw psycopg connection: its errors are not Django's.
+    add_item(1)
+
+    @db.boundary("ledger.raw")
+    def raw_duplicate() -> None:
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            cursor.execute("INSERT INTO dbhelper_c (id, name) VALUES (1, 'x')")
+
+    with pytest.raises(ValidationError) as caught:
+        raw_duplicate()
+    assert caught.value.code == "DUPLICATE_RECORD"
+    assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+    assert rows() == 1
+
+
+def test_a_message_never_carries_a_nul() -> None:
+    error = db.translate_error(DataError("bad value 'a\x00b'"), operation="write")
+    assert "\x00" not in error.message
+    assert "a\\x00b" in error.message

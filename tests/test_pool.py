@@ -311,3 +311,10 @@ def test_wait_limit_needs_a_positive_number(seconds: object) -> None:
 
     with pytest.raises(ValidationError, match="wait_limit"):
         db.wait_limit(seconds)  # type: ignore[arg-type]
+
+
+def test_a_pool_not_opened_yet_has_no_connections_in_use() -> None:
+    with small_pool(max_size=2, timeout=1):
+        status = db.pool_status()
+    assert status is not None
+    assert (status["open"], status["in_use"], status["idle"]) == (0, 0, 0)

@@ -82,8 +82,9 @@ def _count_waiting(pool: ConnectionPool[Any], step: int) -> None:
 def pool_status(pool: ConnectionPool[Any]) -> dict[str, Any]:
     """The pool's figures: size, connections open / in use / idle, threads waiting, and psycopg's ``get_stats()``."""
     stats = pool.get_stats()
-    size = int(stats.get("pool_size", 0))
-    idle = int(stats.get("pool_available", 0))
+    # A pool Django has not opened yet counts its min_size as connections; it has none.
+    size = 0 if pool.closed else int(stats.get("pool_size", 0))
+    idle = 0 if pool.closed else int(stats.get("pool_available", 0))
     with _waiting_lock:
         waiting = _waiting.get(pool, 0)
     return {
