@@ -39,7 +39,7 @@ from django.db import (
 )
 
 from common.conf import app_settings
-from common.db_errors import DB_ERRORS, find_pool_timeout, is_connection_error, translate_error
+from common.db_errors import DB_ERRORS, find_pool_timeout, is_connection_error, is_pool_exhausted, translate_error
 from common.errors import ServiceUnavailableError, ValidationError
 from common.log import get_logger
 from common.retry import retry_with_backoff
@@ -180,9 +180,11 @@ def retry_on_connection_error(
                 try:
                     return fn(*args, **kwargs)
                 except (OperationalError, InterfaceError) as exc:
+                    pool_timeout = find_pool_timeout(exc)
+                    if pool_timeout is not None and is_pool_exhausted(pool_timeout):
+                        # Every connection is busy in this process and it already waited: not retried.
+                        raise translate_error(exc, operation=fn.__qualname__, using=using) from exc
                     if not is_connection_error(exc):
-                        if find_pool_timeout(exc) is not None:  # an exhausted pool: already waited; not retried
-                            raise translate_error(exc, operation=fn.__qualname__, using=using) from exc
                         raise
                     _discard_broken(using)
                     error = _ConnectionLost(

@@ -65,13 +65,12 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a lost or refused database connection (worth retrying), not a query error.
+    """True when ``exc`` means no usable connection (lost, refused, or none from the pool), not a query error.
 
-    An exhausted pool is not: every connection is busy in this process, and waiting longer is the caller's call.
+    :func:`is_pool_exhausted` tells an exhausted pool (the database is fine) from the rest.
     """
-    pool_timeout = find_pool_timeout(exc)
-    if pool_timeout is not None:
-        return not is_pool_exhausted(pool_timeout)
+    if find_pool_timeout(exc) is not None:
+        return True
     if isinstance(exc, (InterfaceError, psycopg.InterfaceError)):
         return True
     if isinstance(exc, psycopg.OperationalError):

@@ -181,6 +181,8 @@ def test_the_wait_is_the_pools_timeout_then_a_clear_error() -> None:
     assert timeouts
     assert {str(e) for e in timeouts} == {"couldn't get a connection after 0.25 sec"}
     assert "none came back within 0.25 s" in caught.value.message
+    # No usable connection, as code that only asks is_connection_error (the API's 503 rule) sees it.
+    assert db.is_connection_error(caught.value.__cause__)
 
 
 def test_a_slow_wait_is_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
