@@ -150,7 +150,7 @@ def _discard_broken(using: str) -> None:
     """Close a connection that failed, so the next attempt opens a new one (never inside a transaction)."""
     conn = connections[using]
     if not conn.in_atomic_block:
-        conn.close()
+        _close_quietly(conn)  # a broken connection may fail to close; the caller's error is what matters
 
 
 def retry_on_connection_error(
