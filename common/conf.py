@@ -153,6 +153,8 @@ class EnvSettings:
     replicate_api_token: Secret | None = None
     jwt_secret_key: Secret | None = None
     log_file: str | None = None
+    database_pool_size: int = 10
+    database_pool_timeout: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -548,6 +550,7 @@ def _parse(environ: Mapping[str, str]) -> tuple[EnvSettings, list[ConfigProblem]
         else:
             values["log_file"] = log_file
 
+    _parse_pool(p, values)
     return EnvSettings(**values), p.problems
 
 
@@ -607,6 +610,26 @@ def _check_key(p: _Parser, values: dict[str, Any], name: str, valid: Any, expect
     else:
         # The message describes the expected shape only; the value is a secret and is never shown.
         p.problem(name, f"{expectation} (value not shown)")
+
+
+def _parse_pool(p: _Parser, values: dict[str, Any]) -> None:
+    """``DATABASE_POOL_SIZE`` (1-1000 connections a process) and ``DATABASE_POOL_TIMEOUT`` (seconds, 0-600)."""
+    size = p.raw("DATABASE_POOL_SIZE")
+    if size is not None:
+        if size.isascii() and size.isdigit() and 1 <= int(size) <= 1000:
+            values["database_pool_size"] = int(size)
+        else:
+            p.problem("DATABASE_POOL_SIZE", f"must be a whole number of connections from 1 to 1000, got {size!r}")
+    wait = p.raw("DATABASE_POOL_TIMEOUT")
+    if wait is not None:
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = float("nan")
+        if 0 < seconds <= 600:
+            values["database_pool_timeout"] = seconds
+        else:
+            p.problem("DATABASE_POOL_TIMEOUT", f"must be a number of seconds above 0 and at most 600, got {wait!r}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -790,6 +813,8 @@ DEFAULTS: dict[str, Any] = {
     # Database helpers (common.db): retries of lost connections
     "DB_RETRY_ATTEMPTS": 3,
     "DB_RETRY_BASE_DELAY": 0.5,
+    # A wait for a pooled connection this long (seconds) or longer logs a WARNING; None turns it off
+    "DB_POOL_WAIT_WARNING_SECONDS": 1.0,
     # Health (common.health): names of the checks whose failure makes /health/ready answer 503
     "HEALTH_CRITICAL_CHECKS": ("database", "storage"),
     # Seconds /health/ready reuses the storage check's last result (0: probe every time)

@@ -1,24 +1,45 @@
-"""Database helpers: a health check, an atomic block, and retries of lost connections.
+"""The database boundary: error translation for every service, threads that give connections back, health.
 
-Only connection-level failures (the server is unreachable, the connection
-dropped, the server is shutting down) are retried; integrity errors, query
-errors and timeouts never are. A failure that outlasts the retries leaves as
-:class:`~common.errors.ServiceUnavailableError` (``raise ... from e``).
+* :func:`boundary` (a decorator or a ``with`` block) turns every database error into a
+  :class:`~common.errors.PipelineError`: connection and operational errors become
+  ``ServiceUnavailableError`` (retryable, the operation named, and saying whether this
+  process's pool is exhausted or the database cannot be reached), data errors
+  ``ValidationError`` naming the column when the database names it, integrity errors
+  ``ValidationError`` with their own codes. Every public service and selector uses it,
+  so no ``django.db`` exception leaves ``common``.
+* :func:`releasing_connections` / :func:`release_thread_connections` give a thread's
+  connections back (to the pool), which ``common.log.submit_in_context`` and
+  ``wrap_with_context`` do for the functions they run.
+* :func:`ping` / :func:`health_check` probe the database within one time budget
+  (getting a connection included); :func:`pool_status` shows the pool's use.
+* :func:`retry_on_connection_error` retries connection-level failures only (the server
+  is unreachable, the connection dropped, the server is shutting down); integrity
+  errors, query errors, timeouts and an exhausted pool never are.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar, cast, overload
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 
 from common.conf import app_settings
+from common.db_errors import DB_ERRORS, find_pool_timeout, is_connection_error, is_pool_exhausted, translate_error
 from common.errors import ServiceUnavailableError, ValidationError
 from common.log import get_logger
 from common.retry import retry_with_backoff
@@ -27,39 +48,98 @@ __all__ = [
     "ahealth_check",
     "aping",
     "atomic",
+    "boundary",
     "health_check",
     "is_connection_error",
     "ping",
+    "pool_status",
+    "release_thread_connections",
+    "releasing_connections",
     "retry_on_connection_error",
+    "translate_error",
+    "wait_limit",
 ]
 
 logger = get_logger("common.db")
 F = TypeVar("F", bound=Callable[..., Any])
 
-# SQLSTATE classes/codes that mean "the connection is gone or refused", not "the query is wrong".
-_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-# SQLite has no server; these messages mean the file cannot be opened or read at all.
-_SQLITE_CONNECTION_MESSAGES = ("unable to open database file", "disk i/o error")
 # The probe of ping()/health_check() (a module constant, so a test can make it slow).
 _PROBE_SQL = "SELECT 1"
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a lost or refused database connection (worth retrying), not a query error."""
-    if isinstance(exc, InterfaceError):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    cause = exc.__cause__ or exc.__context__
-    sqlstate = getattr(cause, "sqlstate", None)
-    if sqlstate is not None:
-        return str(sqlstate).startswith(_CONNECTION_SQLSTATES)
-    module = type(cause).__module__ if cause is not None else ""
-    if module.startswith("psycopg"):
-        # A psycopg OperationalError without SQLSTATE never reached the server (refused, reset, pool timeout).
-        return True
-    message = str(exc).lower()
-    return any(m in message for m in _SQLITE_CONNECTION_MESSAGES) or "connection" in message
+class _Boundary:
+    """:func:`boundary`'s object: a decorator for sync and async functions, and a context manager."""
+
+    def __init__(self, operation: str | None, using: str) -> None:
+        self.operation = operation
+        self.using = using
+
+    def _raise(self, exc: BaseException, operation: str, job_id: uuid.UUID | str | None) -> NoReturn:
+        error = translate_error(exc, operation=operation, using=self.using, job_id=job_id)
+        if error.details.get("reason") == "unreachable":
+            _discard_broken(self.using)
+        raise error from exc
+
+    def __enter__(self) -> _Boundary:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and isinstance(exc, DB_ERRORS):
+            self._raise(exc, self.operation or "database operation", None)
+
+    def __call__(self, func: F) -> F:
+        operation = self.operation or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+        names = list(inspect.signature(func).parameters)
+        position = names.index("job_id") if "job_id" in names else None
+
+        def job_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> uuid.UUID | str | None:
+            value = kwargs.get("job_id", args[position] if position is not None and position < len(args) else None)
+            if isinstance(value, uuid.UUID):
+                return value
+            try:
+                return uuid.UUID(str(value)) if isinstance(value, str) else None
+            except ValueError:
+                return None
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await func(*args, **kwargs)
+                except DB_ERRORS as exc:
+                    self._raise(exc, operation, job_of(args, kwargs))
+
+            return cast(F, awrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except DB_ERRORS as exc:
+                self._raise(exc, operation, job_of(args, kwargs))
+
+        return cast(F, wrapper)
+
+
+@overload
+def boundary(target: F, /, *, using: str = ...) -> F: ...
+@overload
+def boundary(target: str | None = None, /, *, using: str = ...) -> _Boundary: ...
+def boundary(target: Any = None, /, *, using: str = DEFAULT_DB_ALIAS) -> Any:
+    """Translate database errors at the edge of ``common`` (a decorator, with or without a name, or a ``with`` block).
+
+    ``@boundary``, ``@boundary("charge")`` or ``with boundary("reconcile"):``.
+    Every database error raised inside becomes a :class:`~common.errors.PipelineError` (see
+    :func:`translate_error`), naming the operation (by default ``<module>.<function>``, e.g.
+    ``jobs.stage_start``) and the job when the function takes ``job_id``. Pipeline errors pass through.
+    A lost connection is discarded (outside a transaction) so the next call opens a new one.
+    """
+    if callable(target):
+        return _Boundary(None, using)(target)
+    return _Boundary(target, using)
 
 
 class _ConnectionLost(ServiceUnavailableError):
@@ -70,7 +150,7 @@ def _discard_broken(using: str) -> None:
     """Close a connection that failed, so the next attempt opens a new one (never inside a transaction)."""
     conn = connections[using]
     if not conn.in_atomic_block:
-        conn.close()
+        _close_quietly(conn)  # a broken connection may fail to close; the caller's error is what matters
 
 
 def retry_on_connection_error(
@@ -100,6 +180,10 @@ def retry_on_connection_error(
                 try:
                     return fn(*args, **kwargs)
                 except (OperationalError, InterfaceError) as exc:
+                    pool_timeout = find_pool_timeout(exc)
+                    if pool_timeout is not None and is_pool_exhausted(pool_timeout):
+                        # Every connection is busy in this process and it already waited: not retried.
+                        raise translate_error(exc, operation=fn.__qualname__, using=using) from exc
                     if not is_connection_error(exc):
                         raise
                     _discard_broken(using)
@@ -142,6 +226,8 @@ def atomic(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True, durable: bo
         with transaction.atomic(using=using, savepoint=savepoint, durable=durable):
             yield
     except (OperationalError, InterfaceError) as exc:
+        if find_pool_timeout(exc) is not None:
+            raise translate_error(exc, operation="transaction", using=using) from exc
         if not is_connection_error(exc):
             raise
         raise ServiceUnavailableError(
@@ -151,23 +237,36 @@ def atomic(using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True, durable: bo
 
 
 def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None:
-    """Run ``SELECT 1`` (with a statement timeout on PostgreSQL).
+    """Run ``SELECT 1``; ``timeout`` (default ``HEALTH_CHECK_TIMEOUT``) bounds the whole probe.
+
+    Getting a connection waits at most ``timeout`` (an exhausted pool fails the probe in time
+    instead of after the pool's own wait), and the rest of it is the statement timeout on PostgreSQL.
 
     Raises:
         ValidationError: when ``timeout`` is not a positive number of seconds.
-        ServiceUnavailableError: when the database cannot be reached or does not answer in time.
+        ServiceUnavailableError: when no connection comes in time (the message says whether this
+            process's pool is exhausted or the database cannot be reached) or ``SELECT 1`` does not answer in time.
     """
     seconds = app_settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
         raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    deadline = time.monotonic() + seconds
     conn = connections[using]
     try:
+        with _wait_at_most(conn.vendor, seconds):
+            conn.ensure_connection()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServiceUnavailableError(
+                f"database health check: getting a connection took the whole {seconds:g} s",
+                details={"service": "database", "alias": using},
+            )
         if conn.vendor == "postgresql":
             # A transaction-local timeout: it ends with the block, so pooled connections stay clean.
             # At least 1 ms: PostgreSQL reads 0 as "no timeout".
             with transaction.atomic(using=using), conn.cursor() as cursor:
                 cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"]
+                    "SELECT set_config('statement_timeout', %s, true)", [f"{max(1, round(remaining * 1000))}ms"]
                 )
                 cursor.execute(_PROBE_SQL)
                 row = cursor.fetchone()
@@ -176,13 +275,33 @@ def ping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None
             with conn.cursor() as cursor:
                 cursor.execute(_PROBE_SQL)
                 row = cursor.fetchone()
-    except (OperationalError, InterfaceError) as exc:
-        _discard_broken(using)
-        raise ServiceUnavailableError(
-            f"The database is unreachable: {exc}", details={"service": "database", "alias": using}
-        ) from exc
+    except DB_ERRORS as exc:
+        error = translate_error(exc, operation="database health check", using=using)
+        if error.details.get("reason") != "pool_exhausted":
+            _discard_broken(using)
+        raise error from exc
     if row is None or row[0] != 1:
         raise ServiceUnavailableError("The database gave a wrong answer to SELECT 1.", details={"alias": using})
+
+
+def _wait_at_most(vendor: str, seconds: float) -> AbstractContextManager[None]:
+    """Bound the wait for a pooled connection (PostgreSQL through ``common.db_backends.postgresql``)."""
+    return wait_limit(seconds) if vendor == "postgresql" else nullcontext()
+
+
+def wait_limit(seconds: float) -> AbstractContextManager[None]:
+    """Inside the block, waiting for a pooled connection lasts at most ``seconds`` (never more than the pool's).
+
+    For a caller that must answer sooner than ``DATABASE_POOL_TIMEOUT`` (a health probe, an HTTP request).
+
+    Raises:
+        ValidationError: when ``seconds`` is not a positive, finite number.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise ValidationError(f"wait_limit needs a positive number of seconds, got {seconds!r}.")
+    from common.db_backends.postgresql.base import wait_limit as limit
+
+    return limit(float(seconds))
 
 
 async def aping(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None) -> None:
@@ -205,3 +324,66 @@ def health_check(*, using: str = DEFAULT_DB_ALIAS, timeout: float | None = None)
         return False
     logger.debug("Database health check took %.1f ms", (time.monotonic() - started) * 1000)
     return True
+
+
+# --------------------------------------------------------------------------- threads and the pool
+
+
+def pool_status(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, Any] | None:
+    """Describe the process's connection pool for ``using``, or return None when it has none.
+
+    Keys: ``name``, ``min_size``, ``max_size``, ``timeout``, ``open``, ``in_use``, ``idle``, ``waiting``
+    (threads waiting now) and ``stats`` (psycopg's own ``get_stats()`` counters).
+    """
+    conn = connections[using]
+    pool = getattr(conn, "pool", None) if conn.vendor == "postgresql" else None
+    if pool is None:
+        return None
+    from common.db_backends.postgresql.base import pool_status as status_of
+
+    return status_of(getattr(pool, "_pool", pool))
+
+
+def _close_quietly(conn: Any) -> bool:
+    try:
+        conn.close()
+    except Exception as exc:  # noqa: BLE001 - giving a connection back must not hide the work's own outcome
+        logger.warning("could not close database connection %r: %s", conn.alias, exc)
+        return False
+    return True
+
+
+def release_thread_connections() -> int:
+    """Give back every database connection this thread holds outside a transaction; return how many.
+
+    Closing a Django connection returns it to the pool (PostgreSQL) or closes it (SQLite). Call it
+    in a ``finally`` when a thread of your own ends its work (``django.db.close_old_connections()``
+    does the same while ``CONN_MAX_AGE`` is 0, which pooling requires).
+    """
+    released = 0
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and _close_quietly(conn):
+            released += 1
+    return released
+
+
+@contextmanager
+def releasing_connections() -> Iterator[None]:
+    """Give back, when the block ends, the connections this thread opened inside it (also a decorator).
+
+    The rule of ``submit_in_context``, ``wrap_with_context`` and ``run_in_context``: on any thread but
+    the main one, a connection opened during the call is given back when it ends, normally or by an
+    exception, unless it is inside a transaction (whose owner closes it). A connection the thread
+    already held when the block began is left alone, so calling a wrapped function synchronously
+    inside your own transaction, or on a thread that keeps its connection on purpose, changes nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        yield
+        return
+    held = {conn.alias for conn in connections.all(initialized_only=True) if conn.connection is not None}
+    try:
+        yield
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if conn.alias not in held and conn.connection is not None and not conn.in_atomic_block:
+                _close_quietly(conn)

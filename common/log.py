@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
@@ -87,31 +87,59 @@ def job_context(job_id: UUID | str | None, stage: str | None = None) -> Iterator
         _job_id.reset(job_token)
 
 
+def _releasing_connections() -> AbstractContextManager[Any]:
+    """``common.db.releasing_connections()`` once Django is set up (imported late: ``common.db`` logs through here)."""
+    try:
+        from django.conf import settings
+
+        if not settings.configured:
+            return nullcontext()
+        from common.db import releasing_connections
+    except ImportError:  # pragma: no cover - Django is a requirement; logging must work without it anyway
+        return nullcontext()
+    return releasing_connections()
+
+
 def run_in_context(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call ``func`` now, in a copy of the current context, so job ids it sets do not leak back.
 
     Not a way into a thread pool: ``pool.submit(run_in_context, f)`` copies the
     *worker's* context. Use :func:`submit_in_context` or :func:`wrap_with_context`.
+    Off the main thread, a database connection ``func`` opened is given back when it
+    ends (the rule of :func:`common.db.releasing_connections`).
     """
-    return contextvars.copy_context().run(func, *args, **kwargs)
+    with _releasing_connections():
+        return contextvars.copy_context().run(func, *args, **kwargs)
 
 
 def submit_in_context(executor: Executor, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-    """``executor.submit(func, ...)`` with the caller's job context (copied now) active in the worker."""
+    """``executor.submit(func, ...)`` with the caller's job context (copied now) active in the worker.
+
+    When ``func`` ends in the worker thread, the database connections it opened there go
+    back to the pool (:func:`common.db.releasing_connections`), so short-lived threads never
+    keep a pool slot.
+    """
     ctx = contextvars.copy_context()
 
     def call() -> R:
-        return ctx.run(func, *args, **kwargs)
+        with _releasing_connections():
+            return ctx.run(func, *args, **kwargs)
 
     return executor.submit(call)
 
 
 def wrap_with_context(func: Callable[P, R]) -> Callable[P, R]:
-    """Return ``func`` bound to a copy of the *current* context, to run later in another thread."""
+    """Return ``func`` bound to a copy of the *current* context, to run later in another thread.
+
+    Each call gives back the database connections it opened when it ends, except on the
+    main thread and except a connection inside a transaction, so calling the wrapper
+    synchronously inside your own ``atomic`` block is safe (:func:`common.db.releasing_connections`).
+    """
     ctx = contextvars.copy_context()
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return ctx.copy().run(func, *args, **kwargs)
+        with _releasing_connections():
+            return ctx.copy().run(func, *args, **kwargs)
 
     return wrapper
 

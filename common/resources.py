@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from common.errors import ResourceError, ValidationError
+from common.errors import PipelineError, ResourceError, ValidationError
 from common.log import get_logger
 from common.tempfiles import (
     JOBS_DIRNAME,
@@ -421,7 +421,7 @@ class ResourceManager:
 
         try:
             return self._live_job_ids(), None
-        except DatabaseError as exc:
+        except (DatabaseError, PipelineError) as exc:  # the selectors' boundary translates database errors
             logger.warning(
                 "could not read live jobs; sparing every job workspace: %s",
                 exc,

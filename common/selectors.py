@@ -24,6 +24,7 @@ from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from common.conf import app_settings
+from common.db import boundary
 from common.errors import ConfigError, ValidationError
 from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus
 
@@ -84,6 +85,7 @@ def parse_user_id(user_id: UUID | str) -> UUID:
     return _parse_uuid(user_id, "user id", INVALID_USER_ID)
 
 
+@boundary
 def job_get(*, job_id: UUID | str, for_update: bool = False) -> Job:
     """Return the job with ``job_id``; with ``for_update`` its row locked (call inside ``transaction.atomic``).
 
@@ -103,6 +105,7 @@ def job_not_found(job_id: UUID) -> ValidationError:
     return ValidationError(f"job {job_id} does not exist", job_id=job_id, code=JOB_NOT_FOUND)
 
 
+@boundary
 def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> QuerySet[Job]:
     """The user's jobs, newest first, optionally only those with ``status``.
 
@@ -117,6 +120,7 @@ def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> Quer
     return qs
 
 
+@boundary
 def job_stages(*, job_id: UUID | str) -> list[JobStage]:
     """The job's stages in pipeline order (``PIPELINE_STAGES``; unknown names last, by start time)."""
     order = {name: i for i, name in enumerate(app_settings.PIPELINE_STAGES)}
@@ -124,6 +128,7 @@ def job_stages(*, job_id: UUID | str) -> list[JobStage]:
     return sorted(stages, key=lambda s: (order.get(s.stage_name, len(order)), s.started_at or timezone.now()))
 
 
+@boundary
 def job_costs(*, job_id: UUID | str) -> QuerySet[JobCost]:
     """The job's ledger rows, oldest first."""
     return JobCost.objects.filter(job_id=parse_job_id(job_id)).order_by("timestamp", "id")
@@ -149,6 +154,7 @@ def _union_sql(vendor: str, names: tuple[str, ...], limit: int) -> tuple[str, tu
     return parts[0].union(*parts[1:], all=True).query.sql_with_params()
 
 
+@boundary
 def stage_median_durations(*, stage_names: Iterable[str], history: int | None = None) -> dict[str, float | None]:
     """Median duration (seconds) of the last ``history`` completed runs of each stage (``None``: no runs).
 
@@ -172,11 +178,13 @@ def stage_median_durations(*, stage_names: Iterable[str], history: int | None = 
     return {name: float(statistics.median(values)) if values else None for name, values in durations.items()}
 
 
+@boundary
 def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
     """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``."""
     return stage_median_durations(stage_names=[stage_name], history=history)[stage_name]
 
 
+@boundary
 def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | None = None) -> int:
     """Seconds the job still needs: for each stage not yet completed, its median recent duration.
 
@@ -207,6 +215,7 @@ async def ajob_get(*, job_id: UUID | str) -> Job:
     return await sync_to_async(job_get)(job_id=job_id)
 
 
+@boundary
 async def ajob_list_for_user(*, user_id: UUID | str, status: str | None = None) -> list[Job]:
     """Async twin of :func:`job_list_for_user` (returns a list: the query runs in a worker thread)."""
 
@@ -264,6 +273,7 @@ def _edge(now: dt.datetime | None, grace: dt.timedelta | None) -> dt.datetime:
     return (now or timezone.now()) - (grace or dt.timedelta(0))
 
 
+@boundary
 def jobs_lease_expired(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
     """Processing jobs whose worker stopped renewing its lease (more than ``grace`` ago).
 
@@ -273,17 +283,20 @@ def jobs_lease_expired(*, now: dt.datetime | None = None, grace: dt.timedelta | 
     return Job.objects.filter(_lease_expired_q(_edge(now, grace)))
 
 
+@boundary
 def jobs_queued_stale(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
     """Queued jobs nothing has touched for ``JOB_QUEUED_STALE_SECONDS`` (plus ``grace``)."""
     return Job.objects.filter(_queued_stale_q(_edge(now, grace)))
 
 
+@boundary
 def jobs_stale(*, now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> QuerySet[Job]:
     """Jobs a recovery may act on: lease expired (processing) or stale (queued); see the two selectors above."""
     edge = _edge(now, grace)
     return Job.objects.filter(_lease_expired_q(edge) | _queued_stale_q(edge))
 
 
+@boundary
 def jobs_live_ids(*, grace: dt.timedelta | None = None) -> set[str]:
     """Ids (strings) of the queued and processing jobs, less those stale for longer than ``grace``.
 
@@ -322,6 +335,7 @@ class StaleJob:
         }
 
 
+@boundary
 def jobs_stale_report(
     *, now: dt.datetime | None = None, job_ids: Iterable[UUID | str] | None = None, limit: int | None = None
 ) -> list[StaleJob]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg.errors
 import pytest
-from django.db import IntegrityError, OperationalError, connection, connections, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from common import db, retry
-from common.errors import ServiceUnavailableError, ValidationError
+from common.errors import PipelineError, ServiceUnavailableError, ValidationError
 from tests.servicekit import broken_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -275,3 +277,293 @@ async def test_async_twins() -> None:
     finally:
         # The ORM thread asgiref used keeps its connection; close it so the test database can be dropped.
         await sync_to_async(connections.close_all)()
+
+
+# --------------------------------------------------------------------------- the error boundary
+
+
+@pytest.fixture
+def constrained() -> str:
+    """Two tables with every kind of constraint, created with raw SQL on the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE dbhelper_parent (id integer PRIMARY KEY)")
+        cursor.execute(
+            "CREATE TABLE dbhelper_c (id integer PRIMARY KEY, name varchar(5) NOT NULL,"
+            " qty smallint CONSTRAINT qty_non_negative CHECK (qty >= 0),"
+            " parent integer REFERENCES dbhelper_parent (id), doc text)"
+        )
+    yield "dbhelper_c"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE dbhelper_c")
+        cursor.execute("DROP TABLE dbhelper_parent")
+
+
+@db.boundary("items.add")
+def add_item(item_id: int, name: object = "x", qty: object = 0, parent: object = None, doc: object = None) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO dbhelper_c (id, name, qty, parent, doc) VALUES (%s, %s, %s, %s, %s)",
+            [item_id, name, qty, parent, doc],
+        )
+
+
+def rows() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM dbhelper_c")
+        return cursor.fetchone()[0]
+
+
+class TestBoundaryIntegrity:
+    def test_duplicate(self, constrained: str) -> None:
+        add_item(1)
+        with pytest.raises(ValidationError) as caught:
+            add_item(1)
+        assert caught.value.code == "DUPLICATE_RECORD"
+        assert caught.value.details["fields"] == ["id"]
+        assert caught.value.message.startswith("items.add: a record with these values already exists")
+        assert rows() == 1
+
+    def test_missing_value_names_the_column(self, constrained: str) -> None:
+        with pytest.raises(ValidationError) as caught:
+            add_item(1, name=None)
+        assert caught.value.code == "MISSING_VALUE"
+        assert "name" in (caught.value.details.get("field"), *caught.value.details.get("fields", []))
+        assert rows() == 0
+
+    def test_check_names_the_constraint(self, constrained: str) -> None:
+        with pytest.raises(ValidationError) as caught:
+            add_item(1, qty=-1)
+        assert caught.value.code == "CONSTRAINT_VIOLATED"
+        assert "qty_non_negative" in caught.value.details["constraint"]
+        assert rows() == 0
+
+    def test_missing_related_record(self, constrained: str) -> None:
+        with pytest.raises(ValidationError) as caught:
+            add_item(1, parent=999)
+        assert caught.value.code == "RELATED_RECORD_MISSING"
+        assert rows() == 0
+
+
+@pytest.mark.postgres
+class TestBoundaryDataErrors:
+    @pytest.mark.parametrize(
+        ("kwargs", "fragment"),
+        [
+            ({"name": "too long"}, "value too long"),
+            ({"name": "nul\x00"}, "NUL"),
+            ({"doc": "nul\x00"}, "NUL"),
+            ({"qty": 40000}, "out of range"),
+        ],
+    )
+    def test_refused_values_are_validation_errors(
+        self, constrained: str, kwargs: dict[str, object], fragment: str
+    ) -> None:
+        with pytest.raises(ValidationError) as caught:
+            add_item(1, **kwargs)
+        assert caught.value.code == "VALIDATION_ERROR"
+        assert caught.value.message.startswith("items.add: the database refused a value")
+        assert fragment in caught.value.message
+        assert rows() == 0
+
+
+class TestBoundary:
+    def test_missing_table_is_a_database_error_not_retryable(self) -> None:
+        @db.boundary
+        def read() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table_anywhere")
+
+        with pytest.raises(PipelineError) as caught:
+            read()
+        assert caught.value.code == "DATABASE_ERROR"
+        assert not caught.value.retryable
+        assert "manage.py migrate" in caught.value.message
+        assert caught.value.message.startswith("test_db.read: ")
+
+    @pytest.mark.postgres
+    def test_statement_timeout_is_retryable(self) -> None:
+        @db.boundary("slow.read")
+        def slow() -> None:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = '20ms'")
+                cursor.execute("SELECT pg_sleep(2)")
+
+        with pytest.raises(ServiceUnavailableError) as caught:
+            slow()
+        assert caught.value.details["reason"] == "operational"
+        assert caught.value.retryable
+        assert isinstance(caught.value.__cause__, OperationalError)
+
+    def test_unreachable_database(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        with broken_database(monkeypatch) as (alias, broken):
+
+            @db.boundary("probe", using=alias)
+            def probe() -> None:
+                with broken.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+
+            with pytest.raises(ServiceUnavailableError) as caught:
+                probe()
+        assert caught.value.details["reason"] == "unreachable"
+        assert caught.value.details["alias"] == alias
+        assert caught.value.message.startswith("probe: the database is unavailable: the server is unreachable")
+        assert "exhausted" not in caught.value.message
+
+    def test_as_a_with_block(self, constrained: str) -> None:
+        add_item(1)
+        with pytest.raises(ValidationError) as caught, db.boundary("bulk import"):
+            insert_raw(1)
+        assert caught.value.code == "DUPLICATE_RECORD"
+        assert caught.value.message.startswith("bulk import: ")
+
+    def test_pipeline_errors_and_other_errors_pass_through(self) -> None:
+        original = ValidationError("bad input")
+
+        @db.boundary
+        def refuse() -> None:
+            raise original
+
+        with pytest.raises(ValidationError) as caught:
+            refuse()
+        assert caught.value is original
+        with pytest.raises(ZeroDivisionError), db.boundary("maths"):
+            1 / 0  # noqa: B018
+
+    def test_names_the_job(self) -> None:
+        job_id = uuid.uuid4()
+
+        @db.boundary
+        def read(job_id: object, *, table: str = "no_such_table_anywhere") -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM {table}")
+
+        for call in (lambda: read(job_id), lambda: read(job_id=str(job_id))):
+            with pytest.raises(PipelineError) as caught:
+                call()
+            assert caught.value.job_id == job_id
+        with pytest.raises(PipelineError) as caught:
+            read("not-a-uuid")
+        assert caught.value.job_id is None
+
+    async def test_async_functions(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        def read() -> None:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT * FROM no_such_table_anywhere")
+            finally:
+                connection.close()
+
+        @db.boundary
+        async def aread() -> None:
+            await sync_to_async(read)()
+
+        with pytest.raises(PipelineError) as caught:
+            await aread()
+        assert caught.value.code == "DATABASE_ERROR"
+        assert caught.value.message.startswith("test_db.aread: ")
+
+
+def insert_raw(item_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO dbhelper_c (id, name) VALUES (%s, 'x')", [item_id])
+
+
+def test_services_refuse_what_the_database_refuses_with_a_pipeline_error() -> None:
+    # NaN is not JSON: PostgreSQL refuses it (DataError), SQLite's JSON_VALID check too (IntegrityError).
+    from common.models import Job
+    from common.services import jobs
+
+    job = jobs.job_create(user_id=uuid.uuid4(), audio_url="https://example.com/a.mp3", user_prompt="p")
+    with pytest.raises(PipelineError) as caught:
+        jobs.stage_start(job_id=job.id, stage_name="audio_analysis", metadata={"score": float("nan")})
+    assert caught.value.job_id == job.id
+    assert caught.value.message.startswith("jobs.stage_start: ")
+    assert Job.objects.get(pk=job.id).status == "queued"
+
+
+class TestPoolSettings:
+    def test_defaults(self) -> None:
+        from common.conf import load_env_settings
+
+        env, problems = load_env_settings({}, strict=False)
+        assert (env.database_pool_size, env.database_pool_timeout, problems) == (10, 5.0, [])
+
+    def test_values(self) -> None:
+        from common.conf import load_env_settings
+
+        env, problems = load_env_settings({"DATABASE_POOL_SIZE": "24", "DATABASE_POOL_TIMEOUT": "2.5"}, strict=False)
+        assert (env.database_pool_size, env.database_pool_timeout, problems) == (24, 2.5, [])
+
+    @pytest.mark.parametrize("size", ["0", "-1", "1001", "ten", "2.5", "1e3", "٣"])
+    def test_bad_size(self, size: str) -> None:
+        from common.conf import load_env_settings
+
+        env, problems = load_env_settings({"DATABASE_POOL_SIZE": size}, strict=False)
+        assert env.database_pool_size == 10
+        assert [p.variable for p in problems] == ["DATABASE_POOL_SIZE"]
+
+    @pytest.mark.parametrize("wait", ["0", "-1", "601", "nan", "inf", "soon"])
+    def test_bad_timeout(self, wait: str) -> None:
+        from common.conf import load_env_settings
+
+        env, problems = load_env_settings({"DATABASE_POOL_TIMEOUT": wait}, strict=False)
+        assert env.database_pool_timeout == 5.0
+        assert [p.variable for p in problems] == ["DATABASE_POOL_TIMEOUT"]
+
+    def test_settings_build_the_pool_from_the_environment(self) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        code = (
+            "import json, django; django.setup(); from django.conf import settings; "
+            "d = settings.DATABASES['default']; print(json.dumps([d['ENGINE'], d['OPTIONS']]))"
+        )
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "videogen.settings",
+            "VIDEOGEN_ENV_FILE": os.devnull,
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "DATABASE_POOL_SIZE": "3",
+            "DATABASE_POOL_TIMEOUT": "0.75",
+        }
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        engine, options = json.loads(out.splitlines()[-1])
+        assert engine == "common.db_backends.postgresql"
+        assert options["pool"] == {"name": "videogen-default", "min_size": 1, "max_size": 3, "timeout": 0.75}
+        assert options["connect_timeout"] == 10
+
+
+@pytest.mark.postgres
+def test_raw_psycopg_errors_are_translated_too(constrained: str) -> None:
+    # The cost ledger's prepared statement runs on the raw psycopg connection: its errors are not Django's.
+    add_item(1)
+
+    @db.boundary("ledger.raw")
+    def raw_duplicate() -> None:
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            cursor.execute("INSERT INTO dbhelper_c (id, name) VALUES (1, 'x')")
+
+    with pytest.raises(ValidationError) as caught:
+        raw_duplicate()
+    assert caught.value.code == "DUPLICATE_RECORD"
+    assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+    assert rows() == 1
+
+
+def test_a_message_never_carries_a_nul() -> None:
+    error = db.translate_error(DataError("bad value 'a\x00b'"), operation="write")
+    assert "\x00" not in error.message
+    assert "a\\x00b" in error.message

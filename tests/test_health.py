@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import Client, override_settings
 
 from common import health, retry
@@ -228,6 +229,49 @@ class TestCheckServicesCommand:
     def test_optional_failure_exits_zero(self) -> None:
         with override_settings(CACHES=redis_caches(f"redis://127.0.0.1:{closed_port()}/0")):
             call_command("check_services", stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+    @pytest.mark.postgres
+    def test_the_database_line_shows_the_pool(self, capsys: pytest.CaptureFixture[str]) -> None:
+        call_command("check_services", "--check", "database")
+        lines = capsys.readouterr().out.splitlines()
+        pool_lines = [line.strip() for line in lines if "pool videogen-default:" in line]
+        assert len(pool_lines) == 1
+        assert f"of {connection.settings_dict['OPTIONS']['pool']['max_size']} in use" in pool_lines[0]
+        assert "waiting;" in pool_lines[0]
+        assert "requests" in pool_lines[0]
+
+    @pytest.mark.postgres
+    def test_json_has_the_pool_in_the_database_details(self, capsys: pytest.CaptureFixture[str]) -> None:
+        call_command("check_services", "--check", "database", "--json")
+        pool = json.loads(capsys.readouterr().out)["checks"]["database"]["details"]["pool"]
+        assert set(pool) >= {"name", "max_size", "open", "in_use", "idle", "waiting", "stats"}
+        assert pool["stats"]["pool_max"] == pool["max_size"]
+
+
+class TestDatabaseCheck:
+    @pytest.mark.postgres
+    def test_ready_shows_the_pool(self, client: Client) -> None:
+        status, body = ready(client)
+        assert status == 200
+        pool = body["checks"]["database"]["details"]["pool"]
+        assert pool["name"] == "videogen-default"
+        assert pool["max_size"] == connection.settings_dict["OPTIONS"]["pool"]["max_size"]
+        assert pool["waiting"] == 0
+        assert pool["stats"]["requests_num"] >= 1
+
+    def test_details_name_the_vendor_and_a_pool_only_on_postgresql(self) -> None:
+        details = DatabaseCheck().run()
+        assert details is not None
+        assert details["vendor"] == connection.vendor
+        assert ("pool" in details) == (connection.vendor == "postgresql")
+
+    def test_the_probe_leaves_a_margin_inside_the_check_timeout(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from common import db
+
+        seen: list[float] = []
+        monkeypatch.setattr(db, "ping", lambda *, using, timeout: seen.append(timeout))
+        DatabaseCheck(timeout=1.0).run()
+        assert seen == [0.8]
 
 
 def run_manage(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

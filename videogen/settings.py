@@ -78,8 +78,18 @@ def _database(url: str) -> dict[str, Any]:
         # Wait for a writer instead of failing at once with "database is locked".
         db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
         return db
-    # psycopg 3 with its connection pool (capped at 10); pooling requires CONN_MAX_AGE = 0.
-    db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 10, "timeout": 30}}
+    # psycopg 3 with its connection pool: DATABASE_POOL_SIZE connections a process (10), and a thread waits at
+    # most DATABASE_POOL_TIMEOUT seconds (5) for a free one, then gets ServiceUnavailableError saying whether the
+    # pool is exhausted or the database cannot be reached. The backend is Django's, with that wait bounded, timed
+    # (a WARNING past DB_POOL_WAIT_WARNING_SECONDS) and explained: common/db_backends/postgresql/base.py.
+    # These are environment variables, not VIDEOGEN_COMMON keys: the pool is sized per deployment (processes x
+    # pool size must fit the server's max_connections), and DATABASES is built here, before VIDEOGEN_COMMON.
+    # Pooling requires CONN_MAX_AGE = 0.
+    db["ENGINE"] = "common.db_backends.postgresql"
+    pool = {"name": "videogen-default", "min_size": 1, "max_size": ENV.database_pool_size}
+    db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {**pool, "timeout": ENV.database_pool_timeout}}
+    # A server that does not answer must not hold the pool's connecting workers forever (libpq waits without end).
+    db["OPTIONS"].setdefault("connect_timeout", 10)
     db["CONN_MAX_AGE"] = 0
     db["CONN_HEALTH_CHECKS"] = True
     # Parallel test sessions on one server each get their own test database.

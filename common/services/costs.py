@@ -50,7 +50,6 @@ from asgiref.sync import sync_to_async
 from django.db import (
     DEFAULT_DB_ALIAS,
     IntegrityError,
-    InterfaceError,
     OperationalError,
     connection,
     connections,
@@ -62,7 +61,8 @@ from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
 from common.conf import app_settings
-from common.errors import BudgetExceededError, ServiceUnavailableError, ValidationError
+from common.db import boundary
+from common.errors import BudgetExceededError, ValidationError
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCost, JobCostHold
 from common.selectors import job_not_found, parse_job_id
@@ -270,16 +270,8 @@ def format_money(value: Decimal | None) -> str:
 
 
 def _db_boundary(func: Callable[P, T]) -> Callable[P, T]:
-    """Translate lost-database errors into ``ServiceUnavailableError`` (the boundary rule)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            raise ServiceUnavailableError(f"the database is unavailable: {exc}") from exc
-
-    return wrapper
+    """The shared database boundary (:func:`common.db.boundary`): every database error becomes a PipelineError."""
+    return boundary(func)
 
 
 def _is_locked(exc: OperationalError) -> bool:

@@ -34,6 +34,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from common.conf import app_settings
+from common.db import boundary
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
@@ -151,6 +152,7 @@ def _finish_job(job: Job, status: str, now: datetime, *, stage_metadata: dict[st
 # --------------------------------------------------------------------------- jobs
 
 
+@boundary
 def job_create(
     *,
     user_id: UUID | str,
@@ -193,6 +195,7 @@ def _parse_budget(value: Decimal | str | int) -> Decimal:
     return amount
 
 
+@boundary
 def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
     """Set the job's progress (0-100, never backwards) and optionally its current stage.
 
@@ -221,6 +224,7 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
     return job
 
 
+@boundary
 def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     """Mark a processing job completed with its video (progress 100, nothing remaining).
 
@@ -251,6 +255,7 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     return job
 
 
+@boundary
 def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
     """Mark a queued or processing job failed, storing the error's code and message.
 
@@ -277,6 +282,7 @@ def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
     return job
 
 
+@boundary
 def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     """Cancel a queued or processing job (code ``JOB_CANCELLED``); stages still running are marked failed.
 
@@ -337,6 +343,7 @@ def _take_over(job: Job, stage: JobStage, now: datetime, lease: timedelta) -> st
     return stage.lease_owner
 
 
+@boundary
 def stage_start(
     *, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None, owner: str | None = None
 ) -> JobStage:
@@ -420,6 +427,7 @@ def _end_stage(
     return stage
 
 
+@boundary
 def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
     """Complete a processing stage: duration, cost rolled up from the ledger, new time estimate.
 
@@ -439,6 +447,7 @@ def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, A
     return stage
 
 
+@boundary
 def stage_fail(
     *,
     job_id: UUID | str,

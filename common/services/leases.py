@@ -36,6 +36,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
+from common.db import boundary
 from common.errors import LeaseLostError, PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobStage, StageStatus
@@ -94,6 +95,7 @@ def _owner(owner: str) -> str:
     return check_lease_owner(owner)
 
 
+@boundary
 def stage_heartbeat(*, job_id: UUID | str, stage_name: str, owner: str) -> datetime:
     """Renew ``owner``'s lease on a processing stage for ``JOB_LEASE_SECONDS``; return the new expiry.
 
@@ -129,6 +131,7 @@ def _hold(job_id: UUID | str, stage_name: str, owner: str) -> None:
         raise _lost(job.id, stage_name, owner)
 
 
+@boundary
 def stage_complete_leased(
     *, job_id: UUID | str, stage_name: str, owner: str, metadata: dict[str, Any] | None = None
 ) -> JobStage:
@@ -144,6 +147,7 @@ def stage_complete_leased(
         return stage_complete(job_id=job_id, stage_name=stage_name, metadata=metadata)
 
 
+@boundary
 def stage_fail_leased(
     *,
     job_id: UUID | str,

@@ -26,6 +26,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from common.conf import app_settings
+from common.db import boundary
 from common.errors import ValidationError, WorkerLostError
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCostHold, JobStage, JobStatus, StageStatus
@@ -78,6 +79,7 @@ def _give_back_holds(job_id: UUID) -> int:
     return release_job_holds(job_id)
 
 
+@boundary
 def job_requeue(*, job_id: UUID | str) -> Job:
     """Return a stale job to the queue: running stages back to pending, the job queued, its holds released.
 
@@ -119,6 +121,7 @@ def job_requeue(*, job_id: UUID | str) -> Job:
     return job
 
 
+@boundary
 def job_fail_worker_lost(*, job_id: UUID | str) -> Job:
     """Fail a stale job with code ``WORKER_LOST`` (its running stages fail too) and release its holds.
 
@@ -170,6 +173,7 @@ def _expirable_holds() -> int:
     return JobCostHold.objects.filter(status=HoldStatus.ACTIVE, created_at__lte=cutoff).count()
 
 
+@boundary
 def recover_jobs(
     *,
     action: str | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 
 from common.models import Job
+from tests.poolkit import pool_for_threads
 
 
 def make_job(budget: Decimal | str = "20.00", **fields: Any) -> Job:
@@ -40,10 +41,11 @@ def run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
             connection.close()
 
     threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with pool_for_threads(count):  # each thread keeps its connection for its whole loop
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     if errors:
         raise errors[0]
     return results

@@ -10,6 +10,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from common.health import StorageCheck, default_checks, run_checks
 
 
+def describe_pool(pool: dict[str, Any]) -> str:
+    """One line on the database connection pool (the details of the database check)."""
+    stats = pool.get("stats", {})
+    return (
+        f"pool {pool['name']}: {pool['in_use']} of {pool['max_size']} in use, {pool['idle']} idle, "
+        f"{pool['waiting']} waiting; {stats.get('requests_num', 0)} requests, "
+        f"{stats.get('requests_queued', 0)} queued, {stats.get('requests_wait_ms', 0)} ms waited, "
+        f"{stats.get('requests_errors', 0)} failed"
+    )
+
+
 class Command(BaseCommand):
     """Run the same checks as ``GET /health/ready``; exit 1 when a critical one fails."""
 
@@ -52,6 +63,9 @@ class Command(BaseCommand):
                 if result.message:
                     line += f"  {result.message}"
                 self.stdout.write(line)
+                pool = result.details.get("pool") if result.name == "database" else None
+                if pool:
+                    self.stdout.write(f"            {describe_pool(pool)}")
         if not report.healthy:
             failed = [r.name for r in report.results if r.critical and not r.ok]
             raise CommandError(f"Critical service check(s) failed: {', '.join(failed)}.", returncode=1)
