@@ -48,7 +48,7 @@ from common.api.jwks import (
     UnknownSigningKey,
     get_jwks_cache,
 )
-from common.conf import Secret, app_settings, get_settings
+from common.conf import Secret, app_settings, get_settings, mask_url
 from common.errors import ConfigError
 from common.log import get_logger
 
@@ -164,12 +164,12 @@ class TokenSystems:
         """One line for ``describe_config``: which systems verify tokens (no secret)."""
         parts = []
         if self.jwks_url is not None:
-            parts.append(f"JWKS {self.jwks_url} ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))})")
+            parts.append(f"JWKS {mask_url(self.jwks_url)} ({', '.join(sorted(ASYMMETRIC_ALGORITHMS))})")
         if self.legacy_secret is not None:
             parts.append(f"legacy JWT_SECRET_KEY ({LEGACY_ALGORITHM})")
         if not parts:
             return "none configured: bearer tokens are refused (set SUPABASE_URL or JWT_SECRET_KEY)"
-        issuer = f"; iss must be {self.issuer}" if self.issuer else "; iss not checked"
+        issuer = f"; iss must be {mask_url(self.issuer)}" if self.issuer else "; iss not checked"
         return " + ".join(parts) + issuer
 
 
