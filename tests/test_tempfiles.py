@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import tempfile
@@ -226,40 +227,49 @@ def test_caller_may_remove_or_move_the_path_itself(root: Path, tmp_path: Path) -
 def test_creation_retries_when_cleanup_removed_the_workspace_meanwhile(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = tempfile.mkstemp
-    calls = {"n": 0}
+    real = tempfiles.open_chain
+    calls = {"n": 0, "vanish": 1}
 
-    def flaky(*args, **kwargs):
+    def racing_cleanup(root_path: str, parts: tuple[str, ...], *, create: bool) -> int | None:
+        """Open the workspace, then let "the age-based cleanup" remove it (old and empty) before the caller uses it."""
+        fd = real(root_path, parts, create=create)
+        if not create:  # the removal on exit
+            return fd
         calls["n"] += 1
-        if calls["n"] == 1:
-            raise FileNotFoundError("workspace vanished")
-        return real(*args, **kwargs)
+        if calls["n"] <= calls["vanish"]:
+            os.rmdir(os.path.join(root_path, *parts))
+        return fd
 
-    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", flaky)
+    monkeypatch.setattr(tempfiles, "open_chain", racing_cleanup)
     with temp_file_manager.temp_file(user_id="racy") as path:
         assert path.exists()
+        assert path.parent == root / "users" / "racy"
     assert calls["n"] == 2
-
-    def always_missing(*args, **kwargs):
-        raise FileNotFoundError("gone")
-
-    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", always_missing)
-    with pytest.raises(FileNotFoundError), temp_file_manager.temp_file(user_id="racy"):
+    calls.update(n=0, vanish=99)
+    with pytest.raises(ResourceError, match="kept vanishing"), temp_file_manager.temp_directory(user_id="racy"):
         pass
+    assert calls["n"] == 3
+    assert temp_file_manager.active_paths() == []
 
 
 def test_removal_failure_is_logged_not_raised(
     root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def refuse(self: Path, missing_ok: bool = False) -> None:
-        raise PermissionError(13, "Permission denied")
+    real_unlink = os.unlink
 
-    with temp_file_manager.temp_file() as path:
-        monkeypatch.setattr(Path, "unlink", refuse)
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == held.name:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    with temp_file_manager.temp_file() as held:
+        monkeypatch.setattr(tempfiles.os, "unlink", refuse)
     monkeypatch.undo()
-    assert any(getattr(r, "event", None) == "temp_cleanup_failed" for r in caplog.records)
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "temp_cleanup_failed"]
+    assert record.__dict__["path"] == str(held)
+    assert record.__dict__["error"] == "Permission denied"
     assert temp_file_manager.active_paths() == []
-    path.unlink()
+    held.unlink()
 
 
 # --------------------------------------------------------------------------- disk check
@@ -455,3 +465,110 @@ def test_handing_out_a_workspace_refreshes_its_age(root: Path) -> None:
     stats = prune_tree(root, max_age_hours=24)
     assert workspace.is_dir()
     assert stats.dirs_removed == 0
+
+
+# --------------------------------------------------------------------------- no symlink is followed under the root (issue 10, item 1)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """``VICTIM/J/precious.txt`` outside any temp root (the issue's reproduction)."""
+    (tmp_path / "VICTIM" / "J").mkdir(parents=True)
+    (tmp_path / "VICTIM" / "J" / "precious.txt").write_text("precious\n")
+    return tmp_path / "VICTIM"
+
+
+def refusal_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "temp_cleanup_refused"]
+
+
+@pytest.mark.parametrize(
+    ("link", "cleanup"), [("jobs", "cleanup_job_temp_files"), ("users", "cleanup_user_temp_files")]
+)
+def test_workspace_cleanup_refuses_a_symlinked_jobs_or_users_dir(
+    tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture, link: str, cleanup: str
+) -> None:
+    # mkdir -p ROOT VICTIM/J; echo precious > VICTIM/J/precious.txt; ln -s VICTIM ROOT/jobs
+    (tmp_path / "ROOT").mkdir()
+    (tmp_path / "ROOT" / link).symlink_to(victim)
+    stats = getattr(TempFileManager(tmp_path / "ROOT"), cleanup)("J")
+    assert (victim / "J" / "precious.txt").read_text() == "precious\n"
+    assert (tmp_path / "ROOT" / link).is_symlink()  # the shared link is not ours to remove either
+    assert stats.files_removed == 0
+    assert stats.errors == 1
+    assert "symbolic link" in stats.refused
+    assert str(tmp_path / "ROOT" / link) in stats.refused
+    assert stats.failures == [{"path": str(tmp_path / "ROOT" / link), "error": stats.refused}]
+    (record,) = refusal_records(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.__dict__["path"] == str(tmp_path / "ROOT" / link)
+
+
+@pytest.mark.parametrize("where", ["users", "jobs"])
+def test_temp_paths_are_never_created_through_a_symlink(tmp_path: Path, victim: Path, where: str) -> None:
+    root = tmp_path / "ROOT"
+    root.mkdir()
+    (root / where).symlink_to(victim)
+    manager = TempFileManager(root)
+    ids = {"user_id": "J"} if where == "users" else {"job_id": "J"}
+    before = sorted(victim.rglob("*"))
+    for make in (manager.temp_file, manager.temp_directory):
+        with pytest.raises(ResourceError) as excinfo, make(**ids):
+            pass
+        assert excinfo.value.code == "UNSAFE_PATH"
+        assert "symbolic link" in excinfo.value.message
+        assert excinfo.value.details["path"] == str(root / where)
+    get = manager.get_user_temp_directory if where == "users" else manager.get_job_temp_directory
+    with pytest.raises(ResourceError):
+        get("J")
+    with pytest.raises(ResourceError):
+        get("K")  # not even a new directory in the link's target
+    assert sorted(victim.rglob("*")) == before
+    assert manager.active_paths() == []
+
+
+def test_a_symlinked_workspace_is_unlinked_not_followed(tmp_path: Path, victim: Path) -> None:
+    root = tmp_path / "ROOT"
+    (root / "jobs").mkdir(parents=True)
+    (root / "jobs" / "J").symlink_to(victim / "J", target_is_directory=True)
+    manager = TempFileManager(root)
+    with pytest.raises(ResourceError), manager.temp_file(job_id="J"):
+        pass
+    stats = manager.cleanup_job_temp_files("J")
+    assert stats.errors == 0
+    assert [item["kind"] for item in stats.removed] == ["link"]
+    assert not (root / "jobs" / "J").is_symlink()
+    assert (victim / "J" / "precious.txt").read_text() == "precious\n"
+
+
+def test_a_symlinked_root_is_refused(tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "ROOT").symlink_to(victim)
+    manager = TempFileManager(tmp_path / "ROOT")
+    stats = manager.cleanup_job_temp_files("J")
+    assert "symbolic link" in stats.refused
+    with pytest.raises(ResourceError, match="symbolic link"), manager.temp_file():
+        pass
+    stats = prune_tree(tmp_path / "ROOT", max_age_hours=None, include_root=True)
+    assert "symbolic link" in stats.refused
+    assert (victim / "J" / "precious.txt").exists()
+
+
+@pytest.mark.parametrize("is_dir", [True, False])
+def test_release_does_not_follow_a_link_swapped_in_while_the_context_was_open(
+    tmp_path: Path, victim: Path, is_dir: bool
+) -> None:
+    root = tmp_path / "ROOT"
+    manager = TempFileManager(root)
+    make = manager.temp_directory if is_dir else manager.temp_file
+    with make(job_id="J") as path:
+        # Mirror the workspace outside the root, then swap ROOT/jobs for a link to the mirror.
+        mirror = victim / "J" / path.name
+        if is_dir:
+            mirror.mkdir()
+            (mirror / "precious.bin").write_bytes(b"keep")
+        else:
+            mirror.write_bytes(b"keep")
+        (root / "jobs").rename(root / "jobs.moved")
+        (root / "jobs").symlink_to(victim)
+    assert (mirror / "precious.bin").read_bytes() == b"keep" if is_dir else mirror.read_bytes() == b"keep"
+    assert manager.active_paths() == []

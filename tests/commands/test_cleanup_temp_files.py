@@ -150,7 +150,7 @@ def test_cache_eviction_failures_are_reported(roots, monkeypatch) -> None:
     real_unlink = os.unlink
 
     def refuse(path, *args, **kwargs):
-        if os.fspath(path) == str(stuck):
+        if os.fspath(path) == stuck.name:  # unlinked relative to its directory's descriptor
             raise PermissionError(13, "Permission denied")
         return real_unlink(path, *args, **kwargs)
 
