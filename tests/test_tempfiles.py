@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -467,7 +466,7 @@ def test_handing_out_a_workspace_refreshes_its_age(root: Path) -> None:
     assert stats.dirs_removed == 0
 
 
-# --------------------------------------------------------------------------- no symlink is followed under the root (issue 10, item 1)
+# ---------------------------------------------------------- no symlink is followed under the root (issue 10, item 1)
 
 
 @pytest.fixture
