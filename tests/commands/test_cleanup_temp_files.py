@@ -165,3 +165,32 @@ def test_cache_eviction_failures_are_reported(roots, monkeypatch) -> None:
     assert f"could not evict {stuck}: Permission denied" in err.getvalue()
     assert stuck.exists()
     assert not (cache_root / "newer.bin").exists()  # the cap moved on to the next file
+
+
+def deep_tree(top: Path, levels: int, mtime: float = OLD) -> Path:
+    """``top/d/d/.../d/leaf.bin``, ``levels`` directories deep, every entry last modified at ``mtime``."""
+    directory = top
+    for _ in range(levels):
+        directory = directory / "d"
+    directory.mkdir(parents=True)
+    leaf = write(directory / "leaf.bin", 3, mtime)
+    while directory != top.parent:
+        os.utime(directory, (mtime, mtime))
+        directory = directory.parent
+    return leaf
+
+
+@pytest.mark.django_db
+def test_a_tree_deeper_than_the_recursion_limit_is_cleaned(roots) -> None:
+    """Issue 10, item 11: a ~340-level tree crashed the cleanup with RecursionError, on every later run too."""
+    temp_root, _ = roots
+    leaf = deep_tree(temp_root / "users" / "deep", 400)
+    os.utime(temp_root / "users", (OLD, OLD))
+    kept = write(temp_root / "recent.bin", 1, time.time())
+    data = json.loads(run("--json")[0])["temp"]
+    assert data["errors"] == 0
+    assert data["files_removed"] == 1
+    assert data["dirs_removed"] == 402  # users/deep and its 400 nested directories
+    assert not leaf.exists()
+    assert not (temp_root / "users").exists()
+    assert kept.exists()
