@@ -567,3 +567,39 @@ def test_process_reading_follows_a_fork(roots) -> None:
     process.join(30)
     assert result is True
     assert process.exitcode == 0
+
+
+# --------------------------------------------------------------------------- the seeds' call forms (issue 10, item 14)
+
+
+@pytest.mark.django_db
+def test_the_seeds_dict_forms_work(roots) -> None:
+    """``get_system_resources()['memory']['percent_used']`` and ``cleanup_temporary_files()['files_removed']``."""
+    from common import resource_manager
+
+    temp_root, cache_root = roots
+    sample = resource_manager.get_system_resources()
+    assert sample["memory"]["percent_used"] == sample.memory_percent_used
+    assert sample["disk"]["temp"]["path"] == str(temp_root)
+    assert dict(sample) == sample.to_dict()
+    assert list(sample) == ["memory", "disk", "cpu", "process"]
+    with pytest.raises(TypeError):
+        sample["memory"] = {}  # type: ignore[index]  # read-only
+    with pytest.raises(KeyError):
+        sample["nope"]
+
+    write(temp_root / "old.bin", 5, OLD)
+    stats = resource_manager.cleanup_temporary_files()
+    assert stats["files_removed"] == 1
+    assert stats["bytes_freed"] == 5
+    assert stats["errors"] == 0
+    assert dict(stats) == stats.to_dict()
+    stats["removed"].clear()  # a copy
+    assert len(stats.removed) == 1
+
+    write(cache_root / "c.bin", 10, OLD)
+    eviction = resource_manager.enforce_cache_limit(0)
+    assert eviction["files_evicted"] == 1
+    assert eviction["bytes_after"] == 0
+    with pytest.raises(TypeError):
+        eviction["files_evicted"] = 0  # type: ignore[index]

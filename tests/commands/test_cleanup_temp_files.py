@@ -194,3 +194,27 @@ def test_a_tree_deeper_than_the_recursion_limit_is_cleaned(roots) -> None:
     assert not leaf.exists()
     assert not (temp_root / "users").exists()
     assert kept.exists()
+
+
+def test_a_symlinked_root_is_refused_with_the_reason(tmp_path: Path) -> None:
+    real_temp, real_cache = tmp_path / "real_temp", tmp_path / "real_cache"
+    precious = write(real_temp / "precious.bin", 1)
+    kept = write(real_cache / "kept.bin", 1000)
+    (tmp_path / "temp").symlink_to(real_temp)
+    (tmp_path / "cache").symlink_to(real_cache)
+    knobs = {"TEMP_DIR": tmp_path / "temp", "CACHE_DIR": tmp_path / "cache", "CACHE_DIR_MAX_BYTES": 0}
+    err = io.StringIO()
+    with override_settings(VIDEOGEN_COMMON=knobs), pytest.raises(CommandError) as excinfo:
+        call_command("cleanup_temp_files", "--cache", stdout=io.StringIO(), stderr=err)
+    message = str(excinfo.value)
+    assert f"Refused: {tmp_path / 'temp'} is a symbolic link (to {real_temp})" in message
+    assert f"Refused: {tmp_path / 'cache'} is a symbolic link (to {real_cache})" in message
+    assert "could not" not in err.getvalue()  # said once, as the command's error
+    assert precious.exists()
+    assert kept.exists()
+    out = io.StringIO()
+    with override_settings(VIDEOGEN_COMMON=knobs), pytest.raises(CommandError):
+        call_command("cleanup_temp_files", "--json", stdout=out, stderr=io.StringIO())
+    data = json.loads(out.getvalue())
+    assert data["temp"]["refused"].startswith("Refused: ")
+    assert data["temp"]["errors"] == 1
