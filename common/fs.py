@@ -138,24 +138,26 @@ def describe_entry(parent_fd: int | None, name: str) -> str:
 
 
 def _open_dir(parent_fd: int | None, name: str, path: str, *, create: bool) -> int | None:
-    if create and parent_fd is not None:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-    try:
-        return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
-    except FileNotFoundError:
-        if create:  # removed again meanwhile (an old empty workspace): the caller may retry
-            raise
-        return None
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-            raise
-        reason = describe_entry(parent_fd, name)
-        raise ResourceError(
-            f"Refused: {path} {reason}. Remove or rename it, then try again.",
-            code=UNSAFE_PATH,
-            details={"resource": "disk", "path": path, "reason": reason},
-        ) from None
+    for attempt in (1, 2):
+        try:
+            return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create or parent_fd is None or attempt == 2:  # attempt 2: removed again at once; caller retries
+                if create:
+                    raise
+                return None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            reason = describe_entry(parent_fd, name)
+            raise ResourceError(
+                f"Refused: {path} {reason}. Remove or rename it, then try again.",
+                code=UNSAFE_PATH,
+                details={"resource": "disk", "path": path, "reason": reason},
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def open_root(path: str, *, create: bool) -> int | None:
@@ -167,10 +169,12 @@ def open_root(path: str, *, create: bool) -> int | None:
     Raises:
         ResourceError: ``UNSAFE_PATH`` when the root is a symlink or not a directory.
     """
-    if create:
-        with contextlib.suppress(FileExistsError):  # a dangling link or a file: refused below
+    fd = _open_dir(None, path, path, create=False)
+    if fd is None and create:
+        with contextlib.suppress(FileExistsError):  # a dangling link or a file: refused just below
             Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
-    return _open_dir(None, path, path, create=create)
+        fd = _open_dir(None, path, path, create=True)
+    return fd
 
 
 def open_below(top_fd: int, top_path: str, parts: tuple[str, ...], *, create: bool) -> int | None:
@@ -182,32 +186,31 @@ def open_below(top_fd: int, top_path: str, parts: tuple[str, ...], *, create: bo
     Raises:
         ResourceError: ``UNSAFE_PATH`` when a component is a symlink or not a directory.
     """
-    fd: int | None = os.dup(top_fd)
-    path = top_path
+    return _descend(os.dup(top_fd), top_path, parts, create=create)
+
+
+def _descend(fd: int, path: str, parts: tuple[str, ...], *, create: bool) -> int | None:
+    """Open ``parts`` below ``fd``, which this consumes (closes)."""
+    current: int | None = fd
     try:
         for part in parts:
             path = os.path.join(path, part)
-            child = _open_dir(fd, part, path, create=create)
-            os.close(fd)  # type: ignore[arg-type]  # not None inside the loop
-            fd = child
-            if fd is None:
+            child = _open_dir(current, part, path, create=create)
+            os.close(current)  # type: ignore[arg-type]  # not None inside the loop
+            current = child
+            if current is None:
                 return None
     except BaseException:
-        if fd is not None:
-            os.close(fd)
+        if current is not None:
+            os.close(current)
         raise
-    return fd
+    return current
 
 
 def open_chain(root: str, parts: tuple[str, ...], *, create: bool) -> int | None:
     """Open ``root/parts...`` (see :func:`open_root` and :func:`open_below`); the caller closes the descriptor."""
     fd = open_root(root, create=create)
-    if fd is None:
-        return None
-    try:
-        return open_below(fd, root, parts, create=create)
-    finally:
-        os.close(fd)
+    return None if fd is None else _descend(fd, root, parts, create=create)
 
 
 # --------------------------------------------------------------------------- the walk
@@ -279,7 +282,7 @@ class Walk:
 
         ``"gone"``: it vanished; ``"kept"``: unreadable (reported) or swapped since ``st`` (the next run looks again).
         """
-        path = os.path.join(frame.path, name)
+        path = frame.path + os.sep + name
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=frame.fd)
         except FileNotFoundError:
@@ -318,7 +321,7 @@ class Walk:
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    self._on_error(os.path.join(frame.path, name), exc.strerror or str(exc))
+                    self._on_error(frame.path + os.sep + name, exc.strerror or str(exc))
                     frame.kept += 1
                     continue
                 yield ENTRY, frame, name, st

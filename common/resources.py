@@ -682,10 +682,8 @@ def _scan_cache(root_fd: int, root: str, stats: CacheEvictionStats) -> list[_Cac
                 walk.descend(frame, name, st)
                 continue
             used = max(st.st_atime, st.st_mtime)
-            where = (frame.st.st_dev, frame.st.st_ino)
-            files.append(
-                (used, os.path.join(frame.path, name), st.st_size, frame.path, where, name, (st.st_dev, st.st_ino))
-            )
+            path = frame.path + os.sep + name
+            files.append((used, path, st.st_size, frame.path, _ident(frame.st), name, _ident(st)))
     finally:
         walk.close()
     return files

@@ -205,7 +205,7 @@ class _Pruner:
                 self.stats.scanned += 1
                 if self.progress is not None:
                     self.progress(self.stats)
-                path = os.path.join(frame.path, name)
+                path = frame.path + os.sep + name
                 if self.keep(path, st):
                     frame.kept += 1
                 elif stat.S_ISDIR(st.st_mode):
@@ -345,7 +345,7 @@ class TempPath:
             self.path = None
 
 
-def _remove_temp_path(root: str, parts: tuple[str, ...], path: Path) -> None:
+def _remove_temp_path(root: str, parts: tuple[str, ...], path: Path, *, is_dir: bool) -> None:
     """Remove ``path`` (``root/parts.../name``), reaching it without following any link; log what fails."""
     try:
         parent_fd = open_chain(root, parts, create=False)
@@ -363,11 +363,21 @@ def _remove_temp_path(root: str, parts: tuple[str, ...], path: Path) -> None:
     if parent_fd is None:
         return  # the caller removed its workspace itself
     try:
-        stats = prune_entry(parent_fd, path.name, str(path), max_age_hours=None, record=False)
+        if not is_dir:
+            try:
+                os.unlink(path.name, dir_fd=parent_fd)  # a file, or whatever the caller put there: never followed
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:  # the caller replaced the file by a directory
+                is_dir = True
+            except OSError as exc:
+                _log_removal_error(str(path), exc.strerror or str(exc))
+        if is_dir:
+            stats = prune_entry(parent_fd, path.name, str(path), max_age_hours=None, record=False)
+            for failure in stats.failures:
+                _log_removal_error(failure["path"], failure["error"])
     finally:
         os.close(parent_fd)
-    for failure in stats.failures:
-        _log_removal_error(failure["path"], failure["error"])
 
 
 def _log_removal_error(path: str, error: str) -> None:
@@ -587,7 +597,7 @@ class TempFileManager:
                 details={"resource": "disk", "path": str(base)},
             )
 
-        return TempPath(create, lambda path: _remove_temp_path(str(root), parts, path), is_dir=is_dir)
+        return TempPath(create, lambda path: _remove_temp_path(str(root), parts, path, is_dir=is_dir), is_dir=is_dir)
 
     # ---- tracking
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import stat
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.test import override_settings
 
 from common import tempfiles
 from common.errors import ResourceError, ValidationError
+from common.resources import ResourceManager
 from common.tempfiles import TempFileManager, is_path_in_use, prune_tree, temp_file_manager
 
 OLD = time.time() - 48 * 3600
@@ -571,3 +573,15 @@ def test_release_does_not_follow_a_link_swapped_in_while_the_context_was_open(
         (root / "jobs").symlink_to(victim)
     assert (mirror / "precious.bin").read_bytes() == b"keep" if is_dir else mirror.read_bytes() == b"keep"
     assert manager.active_paths() == []
+
+
+# ---------------------------------------------------------------------------------- default roots (issue 10, item 13)
+
+
+def test_default_roots_belong_to_this_checkout() -> None:
+    """The machine-wide ``<tmp>/videogen`` let two checkouts (or projects) clean each other's files."""
+    checkout = Path(__file__).resolve().parent.parent
+    manager = ResourceManager()
+    assert TempFileManager().root == checkout / "var" / "tmp"
+    assert manager.cache_root == checkout / "var" / "cache"
+    assert not str(TempFileManager().root).startswith(tempfile.gettempdir() + os.sep)
