@@ -585,3 +585,16 @@ def test_default_roots_belong_to_this_checkout() -> None:
     assert TempFileManager().root == checkout / "var" / "tmp"
     assert manager.cache_root == checkout / "var" / "cache"
     assert not str(TempFileManager().root).startswith(tempfile.gettempdir() + os.sep)
+
+
+def test_the_caller_may_replace_its_temp_file_by_a_directory_or_drop_the_workspace(root: Path) -> None:
+    with temp_file_manager.temp_file(job_id="swap") as path:
+        path.unlink()
+        (path / "frames").mkdir(parents=True)
+        (path / "frames" / "f.png").write_bytes(b"x")
+    assert not path.exists()
+    with temp_file_manager.temp_file(job_id="dropped") as path:
+        path.unlink()
+        path.parent.rmdir()
+    assert not path.parent.exists()
+    assert temp_file_manager.active_paths() == []
