@@ -389,6 +389,14 @@ def _log_removal_error(path: str, error: str) -> None:
     )
 
 
+def _creation_failed(what: str, where: Path, exc: OSError) -> ResourceError:
+    """The error for a temp path the operating system would not create (permissions, full disk, ...)."""
+    return ResourceError(
+        f"Could not create a {what} in {where}: {exc.strerror or exc}.",
+        details={"resource": "disk", "path": str(where), "error": exc.strerror or str(exc)},
+    )
+
+
 def _new_entry(dir_fd: int, prefix: str | None, suffix: str | None, *, is_dir: bool) -> str:
     """Create a new empty file (0600) or directory (0700) with a random name in ``dir_fd``; return the name."""
     for _ in range(_NAME_ATTEMPTS):
@@ -469,12 +477,15 @@ class TempFileManager:
         """
         parts = (kind, _validate_id(ident, "user_id" if kind == USERS_DIRNAME else "job_id"))
         root = self.root
-        fd = open_chain(str(root), parts, create=True)
-        assert fd is not None
         try:
-            os.utime(fd)
-        finally:
-            os.close(fd)
+            fd = open_chain(str(root), parts, create=True)
+            assert fd is not None
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _creation_failed("workspace", root.joinpath(*parts), exc) from exc
         return root.joinpath(*parts)
 
     def get_user_temp_directory(self, user_id: object) -> Path:
@@ -571,7 +582,17 @@ class TempFileManager:
         root = self.root
         base = root.joinpath(*parts)
 
+        what = "directory" if is_dir else "file"
+
         def create() -> Path:
+            try:
+                return attempt_create()
+            except ResourceError:
+                raise
+            except OSError as exc:  # permissions, a full disk, a read-only file system
+                raise _creation_failed(f"temp {what}", base, exc) from exc
+
+        def attempt_create() -> Path:
             for attempt in range(_CREATE_ATTEMPTS):
                 try:
                     fd = open_chain(str(root), parts, create=True)
@@ -592,7 +613,7 @@ class TempFileManager:
                 _active.add(path)
                 return path
             raise ResourceError(
-                f"Could not create a temp {'directory' if is_dir else 'file'} in {base}: the directory kept vanishing "
+                f"Could not create a temp {what} in {base}: the directory kept vanishing "
                 f"({_CREATE_ATTEMPTS} attempts; is another process removing it?).",
                 details={"resource": "disk", "path": str(base)},
             )

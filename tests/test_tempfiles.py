@@ -598,3 +598,37 @@ def test_the_caller_may_replace_its_temp_file_by_a_directory_or_drop_the_workspa
         path.parent.rmdir()
     assert not path.parent.exists()
     assert temp_file_manager.active_paths() == []
+
+
+def test_an_os_refusal_to_create_is_a_resource_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = TempFileManager(tmp_path / "root")
+    real_open = os.open
+
+    def full_disk(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(tempfiles.os, "open", full_disk)
+    with pytest.raises(ResourceError) as excinfo, manager.temp_file(job_id="j"):
+        pass
+    assert excinfo.value.details["error"] == "No space left on device"
+    assert excinfo.value.details["path"] == str(tmp_path / "root" / "jobs" / "j")
+    monkeypatch.undo()
+    (tmp_path / "file_root").write_bytes(b"")
+    with pytest.raises(ResourceError, match="is a regular file, not a directory"):
+        TempFileManager(tmp_path / "file_root").get_job_temp_directory("j")
+    (tmp_path / "parent_is_file").write_bytes(b"")
+    with pytest.raises(ResourceError, match=r"parent_is_file/root cannot be examined \(Not a directory\)"):
+        TempFileManager(tmp_path / "parent_is_file" / "root").get_job_temp_directory("j")
+    (tmp_path / "ro").mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfiles.os, "mkdir", read_only)
+    with pytest.raises(ResourceError, match=r"Could not create a workspace .*: Read-only file system"):
+        TempFileManager(tmp_path / "ro").get_job_temp_directory("j")
+    monkeypatch.setattr(tempfiles.os, "mkdir", real_mkdir)
+    assert manager.active_paths() == []
