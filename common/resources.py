@@ -660,8 +660,6 @@ class ResourceManager:
 
 # (last use, path, size, directory path, directory (dev, ino), name, file (dev, ino))
 _CacheFile = tuple[float, str, int, str, tuple[int, int], str, tuple[int, int]]
-# Directories whose descriptors the eviction keeps open at once (reopened from the root when needed).
-_EVICTION_DIR_FDS = 16
 
 
 def _ident(st: os.stat_result) -> tuple[int, int]:
@@ -689,6 +687,25 @@ def _scan_cache(root_fd: int, root: str, stats: CacheEvictionStats) -> list[_Cac
     return files
 
 
+def _open_scanned_dir(
+    root_fd: int, root: str, path: str, expected: tuple[int, int], stats: CacheEvictionStats
+) -> int | None:
+    """Reopen directory ``path`` from the root without following links; ``None`` unless it is the one scanned."""
+    parts = tuple(path[len(root) :].split(os.sep)[1:])
+    try:
+        fd = open_below(root_fd, root, parts, create=False)
+    except ResourceError as exc:  # a link swapped in since the scan: never followed
+        stats.failures.append({"path": path, "error": exc.message})
+        return None
+    except OSError as exc:
+        stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+        return None
+    if fd is not None and _ident(os.fstat(fd)) != expected:
+        os.close(fd)  # another directory renamed into place: look again next run
+        return None
+    return fd
+
+
 def _evict_lru(
     root_fd: int,
     root: str,
@@ -700,70 +717,58 @@ def _evict_lru(
 ) -> None:
     """Evict the least recently used files below ``root_fd`` until at most ``max_bytes`` remain.
 
-    Each file is unlinked relative to its directory, reopened from the root
-    without following links and checked to be the directory scanned; a file
-    replaced since the scan (another inode) is left alone.
+    Files are chosen oldest first, then unlinked directory by directory (one
+    descriptor open at a time), each directory reopened from the root without
+    following links and checked to be the one scanned; a file replaced since the
+    scan (another inode) is left alone. Files that could not be evicted are
+    made up for with the next oldest, in further rounds.
     """
     files = _scan_cache(root_fd, root, stats)
     total = sum(item[2] for item in files)
     stats.bytes_before = total
     files.sort()
-    dirs: dict[str, int | None] = {}
-
-    def open_dir(path: str, expected: tuple[int, int]) -> int | None:
-        if path in dirs:
-            dirs[path] = dirs.pop(path)  # most recently used last
-            return dirs[path]
-        parts = tuple(path[len(root) :].split(os.sep)[1:])
-        fd: int | None = None
-        try:
-            fd = open_below(root_fd, root, parts, create=False)
-        except ResourceError as exc:  # a link swapped in since the scan: never followed
-            stats.failures.append({"path": path, "error": exc.message})
-        except OSError as exc:
-            stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
-        if fd is not None and _ident(os.fstat(fd)) != expected:
-            os.close(fd)  # another directory renamed into place: look again next run
-            fd = None
-        dirs[path] = fd
-        if len(dirs) > _EVICTION_DIR_FDS:
-            oldest = dirs.pop(next(iter(dirs)))
-            if oldest is not None:
-                os.close(oldest)
-        return fd
-
-    try:
-        for _used, path, size, dir_path, dir_id, name, file_id in files:
-            if total <= max_bytes:
-                break
+    evicted: list[tuple[int, str, int]] = []
+    position = 0
+    while total > max_bytes and position < len(files) and not stats.interrupted:
+        # Choose the oldest files that bring the total under the cap, grouped by directory.
+        chosen: dict[str, list[tuple[int, _CacheFile]]] = {}
+        projected = total
+        while projected > max_bytes and position < len(files):
+            item = files[position]
+            if not is_path_in_use(item[1]):
+                chosen.setdefault(item[3], []).append((position, item))
+                projected -= item[2]
+            position += 1
+        for dir_path, items in chosen.items():
             if stop is not None and stop.is_set():
                 stats.interrupted = True
                 break
-            if is_path_in_use(path):
+            dir_fd = None if stats.dry_run else _open_scanned_dir(root_fd, root, dir_path, items[0][1][4], stats)
+            if dir_fd is None and not stats.dry_run:
                 continue
-            if not stats.dry_run:
-                dir_fd = open_dir(dir_path, dir_id)
-                if dir_fd is None:
-                    continue
-                try:
-                    if _ident(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)) != file_id:
-                        continue  # replaced since the scan
-                    os.unlink(name, dir_fd=dir_fd)
-                except FileNotFoundError:
+            try:
+                for index, (_used, path, size, _dir, _dir_id, name, file_id) in items:
+                    if dir_fd is not None:
+                        try:
+                            if _ident(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)) != file_id:
+                                continue  # replaced since the scan
+                            os.unlink(name, dir_fd=dir_fd)
+                        except FileNotFoundError:
+                            total -= size
+                            continue
+                        except OSError as exc:
+                            stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+                            continue
                     total -= size
-                    continue
-                except OSError as exc:
-                    stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
-                    continue
-            total -= size
-            stats.files_evicted += 1
-            stats.bytes_freed += size
-            if record:
-                stats.evicted.append({"path": path, "bytes": size})
-    finally:
-        for fd in dirs.values():
-            if fd is not None:
-                os.close(fd)
+                    stats.files_evicted += 1
+                    stats.bytes_freed += size
+                    if record:
+                        evicted.append((index, path, size))
+            finally:
+                if dir_fd is not None:
+                    os.close(dir_fd)
+    evicted.sort()  # least recently used first, as chosen
+    stats.evicted = [{"path": path, "bytes": size} for _index, path, size in evicted]
     stats.bytes_after = total
 
 
