@@ -9,7 +9,8 @@
 
 Usage: .venv/bin/python bench/tempfiles.py [--files 20000] [--rounds 3]
 DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names the server; the
-database bench_videogen_tempfiles is created and dropped by this script.
+database bench_videogen_tempfiles (or VIDEOGEN_BENCH_DB_NAME) is created, marked and
+dropped by this script (bench/_setup.py never drops a database it did not create).
 """
 
 from __future__ import annotations

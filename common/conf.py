@@ -22,7 +22,6 @@ import binascii
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -783,8 +782,9 @@ DEFAULTS: dict[str, Any] = {
     "JOB_LEASE_SECONDS": 60,
     "JOB_QUEUED_STALE_SECONDS": 3600,
     # Local disk
-    "TEMP_DIR": Path(tempfile.gettempdir()) / "videogen",
-    "CACHE_DIR": Path(tempfile.gettempdir()) / "videogen-cache",
+    # Inside this checkout's var/ (beside the SQLite file), so two checkouts never clean each other's files
+    "TEMP_DIR": DEFAULT_SQLITE_PATH.parent / "tmp",
+    "CACHE_DIR": DEFAULT_SQLITE_PATH.parent / "cache",
     "CACHE_DIR_MAX_BYTES": 5 * 1024**3,
     "TEMP_MAX_AGE_HOURS": 24,
     "MEMORY_THRESHOLD_PERCENT": 85.0,

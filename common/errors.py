@@ -196,6 +196,7 @@ _MESSAGES_BY_CODE: dict[str, str] = {
     "RETRYABLE_ERROR": "Something went wrong temporarily. Please try again in a moment.",
     "VALIDATION_ERROR": "Some of the information you provided is not valid. Please check it and try again.",
     "RESOURCE_EXHAUSTED": "Our servers are busy right now. Please try again later.",
+    "UNSAFE_PATH": "A temporary workspace on our servers is in an unexpected state. Please try again later.",
     "SERVICE_UNAVAILABLE": "A service we depend on is unavailable. Please try again in a few minutes.",
     "STORAGE_ERROR": "We couldn't store or read one of your files. Please try again.",
     "NOT_FOUND": "The file or item you asked for doesn't exist.",

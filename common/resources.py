@@ -19,7 +19,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,10 @@ from typing import Any
 import psutil
 
 from common.errors import PipelineError, ResourceError, ValidationError
+from common.fs import ENTRY, CleanupStats, FailureReport, SkipReason, Walk, open_below, open_root, refuse
 from common.log import get_logger
 from common.tempfiles import (
     JOBS_DIRNAME,
-    CleanupStats,
-    FailureReport,
-    SkipReason,
     TempFileManager,
     is_path_in_use,
     parse_job_id,
@@ -71,8 +69,12 @@ class DiskUsage:
 
 
 @dataclass(frozen=True)
-class SystemResources:
-    """One sample of the machine and this process."""
+class SystemResources(Mapping[str, Any]):
+    """One sample of the machine and this process.
+
+    Also a read-only mapping of :meth:`to_dict`, so the seeds' form works:
+    ``resource_manager.get_system_resources()["memory"]["percent_used"]``.
+    """
 
     memory_total: int
     memory_available: int
@@ -97,6 +99,15 @@ class SystemResources:
             "process": {"pid": self.pid, "rss": self.process_rss},
         }
 
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("memory", "disk", "cpu", "process"))
+
+    def __len__(self) -> int:
+        return 4
+
 
 @dataclass
 class CacheEvictionStats(FailureReport):
@@ -110,6 +121,7 @@ class CacheEvictionStats(FailureReport):
     dry_run: bool = False
     interrupted: bool = False
     root: str = ""
+    refused: str = ""
     evicted: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -460,45 +472,21 @@ class ResourceManager:
         if max_bytes is None:
             max_bytes = int(_settings().CACHE_DIR_MAX_BYTES)
         _non_negative_int(max_bytes, "max_bytes")
-        root = self.cache_root
-        stats = CacheEvictionStats(limit_bytes=max_bytes, dry_run=dry_run, root=str(root))
-        files: list[tuple[float, str, int]] = []
-        self._scan_cache(root, files, stats)
-        total = sum(size for _, _, size in files)
-        stats.bytes_before = total
-        files.sort()
-        parents_ok: dict[str, bool] = {}
-        for _used, path, size in files:
-            if total <= max_bytes:
-                break
-            if stop is not None and stop.is_set():
-                stats.interrupted = True
-                break
-            if is_path_in_use(path):
-                continue
-            if not dry_run:
-                try:
-                    # The parent must still be the directory we scanned, not a symlink swapped in since
-                    # (checked once per directory and run: realpath costs a stat per path component).
-                    parent = os.path.dirname(path)
-                    ok = parents_ok.get(parent)
-                    if ok is None:
-                        ok = parents_ok[parent] = os.path.realpath(parent) == parent
-                    if not ok:
-                        continue
-                    os.unlink(path)
-                except FileNotFoundError:
-                    total -= size
-                    continue
-                except OSError as exc:
-                    stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
-                    continue
-            total -= size
-            stats.files_evicted += 1
-            stats.bytes_freed += size
-            if record:
-                stats.evicted.append({"path": path, "bytes": size})
-        stats.bytes_after = total
+        root = str(self.cache_root)
+        stats = CacheEvictionStats(limit_bytes=max_bytes, dry_run=dry_run, root=root)
+        try:
+            root_fd = open_root(root, create=False)
+        except ResourceError as exc:
+            root_fd = None
+            refuse(stats, exc, what="cache cap")
+        except OSError as exc:
+            root_fd = None
+            stats.failures.append({"path": root, "error": exc.strerror or str(exc)})
+        if root_fd is not None:
+            try:
+                _evict_lru(root_fd, root, max_bytes, stats, record=record, stop=stop)
+            finally:
+                os.close(root_fd)
         self.last_eviction = stats
         if stats.files_evicted or stats.errors:
             logger.info(
@@ -510,7 +498,7 @@ class ResourceManager:
                 max_bytes,
                 extra={
                     "event": "cache_evicted",
-                    "root": str(root),
+                    "root": root,
                     "dry_run": dry_run,
                     "files_evicted": stats.files_evicted,
                     "bytes_freed": stats.bytes_freed,
@@ -520,33 +508,6 @@ class ResourceManager:
                 },
             )
         return stats
-
-    def _scan_cache(self, root: Path, files: list[tuple[float, str, int]], stats: CacheEvictionStats) -> None:
-        # The root is resolved so that realpath(parent) == parent holds for every untouched directory.
-        real_root = os.path.realpath(root)
-        stack = [real_root]
-        while stack:
-            current = stack.pop()
-            try:
-                with os.scandir(current) as it:
-                    entries = list(it)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                stats.failures.append({"path": current, "error": exc.strerror or str(exc)})
-                continue
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    stats.failures.append({"path": entry.path, "error": exc.strerror or str(exc)})
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-                else:
-                    files.append((max(st.st_atime, st.st_mtime), entry.path, st.st_size))
 
     async def aenforce_cache_limit(self, max_bytes: int | None = None, *, dry_run: bool = False) -> CacheEvictionStats:
         """Async twin of :meth:`enforce_cache_limit` (runs in a worker thread)."""
@@ -697,6 +658,120 @@ class ResourceManager:
             return False
         self._thread = None
         return True
+
+
+# (last use, path, size, directory path, directory (dev, ino), name, file (dev, ino))
+_CacheFile = tuple[float, str, int, str, tuple[int, int], str, tuple[int, int]]
+
+
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _scan_cache(root_fd: int, root: str, stats: CacheEvictionStats) -> list[_CacheFile]:
+    """Every non-directory under the cache root (links and fifos included), reached without following a link."""
+    files: list[_CacheFile] = []
+    walk = Walk(root_fd, root, lambda path, error: stats.failures.append({"path": path, "error": error}))
+    if not walk.start():
+        return files
+    try:
+        for kind, frame, name, st in walk:
+            if kind != ENTRY:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                walk.descend(frame, name, st)
+                continue
+            used = max(st.st_atime, st.st_mtime)
+            path = frame.path + os.sep + name
+            files.append((used, path, st.st_size, frame.path, _ident(frame.st), name, _ident(st)))
+    finally:
+        walk.close()
+    return files
+
+
+def _open_scanned_dir(
+    root_fd: int, root: str, path: str, expected: tuple[int, int], stats: CacheEvictionStats
+) -> int | None:
+    """Reopen directory ``path`` from the root without following links; ``None`` unless it is the one scanned."""
+    parts = tuple(path[len(root) :].split(os.sep)[1:])
+    try:
+        fd = open_below(root_fd, root, parts, create=False)
+    except ResourceError as exc:  # a link swapped in since the scan: never followed
+        stats.failures.append({"path": path, "error": exc.message})
+        return None
+    except OSError as exc:
+        stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+        return None
+    if fd is not None and _ident(os.fstat(fd)) != expected:
+        os.close(fd)  # another directory renamed into place: look again next run
+        return None
+    return fd
+
+
+def _evict_lru(
+    root_fd: int,
+    root: str,
+    max_bytes: int,
+    stats: CacheEvictionStats,
+    *,
+    record: bool,
+    stop: threading.Event | None,
+) -> None:
+    """Evict the least recently used files below ``root_fd`` until at most ``max_bytes`` remain.
+
+    Files are chosen oldest first, then unlinked directory by directory (one
+    descriptor open at a time), each directory reopened from the root without
+    following links and checked to be the one scanned; a file replaced since the
+    scan (another inode) is left alone. Files that could not be evicted are
+    made up for with the next oldest, in further rounds.
+    """
+    files = _scan_cache(root_fd, root, stats)
+    total = sum(item[2] for item in files)
+    stats.bytes_before = total
+    files.sort()
+    evicted: list[tuple[int, str, int]] = []
+    position = 0
+    while total > max_bytes and position < len(files) and not stats.interrupted:
+        # Choose the oldest files that bring the total under the cap, grouped by directory.
+        chosen: dict[str, list[tuple[int, _CacheFile]]] = {}
+        projected = total
+        while projected > max_bytes and position < len(files):
+            item = files[position]
+            if not is_path_in_use(item[1]):
+                chosen.setdefault(item[3], []).append((position, item))
+                projected -= item[2]
+            position += 1
+        for dir_path, items in chosen.items():
+            if stop is not None and stop.is_set():
+                stats.interrupted = True
+                break
+            dir_fd = None if stats.dry_run else _open_scanned_dir(root_fd, root, dir_path, items[0][1][4], stats)
+            if dir_fd is None and not stats.dry_run:
+                continue
+            try:
+                for index, (_used, path, size, _dir, _dir_id, name, file_id) in items:
+                    if dir_fd is not None:
+                        try:
+                            if _ident(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)) != file_id:
+                                continue  # replaced since the scan
+                            os.unlink(name, dir_fd=dir_fd)
+                        except FileNotFoundError:
+                            total -= size
+                            continue
+                        except OSError as exc:
+                            stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+                            continue
+                    total -= size
+                    stats.files_evicted += 1
+                    stats.bytes_freed += size
+                    if record:
+                        evicted.append((index, path, size))
+            finally:
+                if dir_fd is not None:
+                    os.close(dir_fd)
+    evicted.sort()  # least recently used first, as chosen
+    stats.evicted = [{"path": path, "bytes": size} for _index, path, size in evicted]
+    stats.bytes_after = total
 
 
 def _positive(value: Any, what: str) -> float:

@@ -13,9 +13,14 @@ cancellation (the removal runs to completion even if the task is cancelled
 again while it waits). Paths in use are tracked in a process-wide, thread-safe
 registry that the age-based cleanup (:mod:`common.resources`) consults.
 
-Removal never follows symbolic links: the tree walk opens every directory with
-``O_NOFOLLOW`` relative to its parent's descriptor, so a link pointing out of the
-root is unlinked itself and its target is never touched.
+No path under the root is ever reached through a symbolic link (:mod:`common.fs`):
+``jobs``, ``users``, the workspaces and everything below them are opened one
+component at a time with ``O_NOFOLLOW`` relative to their parent, files are
+created and removed relative to that parent's descriptor. Creating a path
+where a component is a link raises :class:`~common.errors.ResourceError` with
+code ``UNSAFE_PATH``; a workspace cleanup in that state is refused (``stats.refused``,
+logged with ``event=temp_cleanup_refused``); a link that *is* an entry (a
+workspace, a file) is unlinked itself, its target never touched.
 """
 
 from __future__ import annotations
@@ -23,28 +28,39 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
+import secrets
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
 from uuid import UUID
 
-from common.errors import ValidationError
+from common.errors import ResourceError, ValidationError
+from common.fs import (
+    LEAVE,
+    CleanupStats,
+    FailureReport,
+    SkipReason,
+    Walk,
+    open_chain,
+    open_root,
+    refuse,
+)
 from common.log import get_logger
 
 __all__ = [
     "JOBS_DIRNAME",
     "USERS_DIRNAME",
     "CleanupStats",
+    "FailureReport",
+    "SkipReason",
     "TempFileManager",
     "TempPath",
     "is_path_in_use",
+    "prune_entry",
     "prune_tree",
     "temp_file_manager",
 ]
@@ -57,10 +73,9 @@ JOBS_DIRNAME = "jobs"
 # Ids become one path component: letters, digits, dot, dash, underscore; never "." or "..".
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _UNSAFE_AFFIX = re.compile(r"[/\\\x00]")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _CREATE_ATTEMPTS = 3
-
-SkipReason = Literal["in_use", "live_job"]
+_NAME_ATTEMPTS = 100
 
 
 # --------------------------------------------------------------------------- registry of paths in use
@@ -111,168 +126,124 @@ def is_path_in_use(path: Path | str) -> bool:
     return _active.covers(os.path.abspath(path))
 
 
-# --------------------------------------------------------------------------- safe tree pruning
-
-
-class FailureReport:
-    """Mixin for statistics dataclasses with a ``failures`` list: an ``errors`` count and ``to_dict``."""
-
-    failures: list[dict[str, str]]
-
-    @property
-    def errors(self) -> int:
-        """Number of entries that could not be examined or removed."""
-        return len(self.failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (``errors`` is the count, ``failures`` the details)."""
-        data = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
-        data["errors"] = self.errors
-        return data
+# --------------------------------------------------------------------------- pruning (through common.fs)
 
 
 @dataclass
-class CleanupStats(FailureReport):
-    """What a cleanup removed (or, with ``dry_run``, would remove) and what it left alone."""
-
-    files_removed: int = 0
-    dirs_removed: int = 0
-    bytes_freed: int = 0
-    scanned: int = 0
-    skipped_in_use: int = 0
-    skipped_live_jobs: int = 0
-    skipped_recent: int = 0
-    dry_run: bool = False
-    interrupted: bool = False
-    root: str = ""
-    max_age_hours: float | None = None
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-
 class _Pruner:
-    """One walk of a tree: removes old entries bottom-up without following symlinks."""
+    """Removes old entries bottom-up, never following a link; counts into ``stats``."""
 
-    def __init__(
-        self,
-        stats: CleanupStats,
-        *,
-        cutoff: float | None,
-        skip: Callable[[str], SkipReason | None],
-        dry_run: bool,
-        record: bool,
-        stop: threading.Event | None,
-        progress: Callable[[CleanupStats], None] | None,
-    ) -> None:
-        self.stats = stats
-        self.cutoff = cutoff
-        self.skip = skip
-        self.dry_run = dry_run
-        self.record = record
-        self.stop = stop
-        self.progress = progress
+    stats: CleanupStats
+    cutoff: float | None
+    skip: Callable[[str], SkipReason | None] | None
+    dry_run: bool
+    record: bool
+    stop: threading.Event | None = None
+    progress: Callable[[CleanupStats], None] | None = None
 
     def old(self, st: os.stat_result) -> bool:
         return self.cutoff is None or st.st_mtime <= self.cutoff
 
-    def fail(self, path: str, exc: OSError) -> None:
-        self.stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+    def fail(self, path: str, error: str) -> None:
+        self.stats.failures.append({"path": path, "error": error})
 
     def removed(self, path: str, kind: str, size: int) -> None:
         if self.record:
             self.stats.removed.append({"path": path, "kind": kind, "bytes": size})
 
-    def prune_dir(self, dir_fd: int, dir_path: str) -> bool:
-        """Prune the directory open as ``dir_fd``; True when it is (or would be) empty afterwards."""
-        remaining = 0
-        try:
-            with os.scandir(dir_fd) as it:
-                entries = list(it)
-        except OSError as exc:
-            self.fail(dir_path, exc)
-            return False
-        for entry in entries:
-            if self.stop is not None and self.stop.is_set():
-                self.stats.interrupted = True
-                return False
-            self.stats.scanned += 1
-            if self.progress is not None:
-                self.progress(self.stats)
-            if not self.prune_entry(dir_fd, dir_path, entry):
-                remaining += 1
-        return remaining == 0
-
-    def prune_entry(self, dir_fd: int, dir_path: str, entry: os.DirEntry[str]) -> bool:
-        """Handle one entry; True when it is gone (or would be)."""
-        path = os.path.join(dir_path, entry.name)
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            self.fail(path, exc)
-            return False
-        reason = self.skip(path)
+    def keep(self, path: str, st: os.stat_result) -> bool:
+        """True when ``path`` stays: held in use, a live job's workspace, or (not a directory) too recent."""
+        reason = self.skip(path) if self.skip is not None else None
         if reason == "in_use":
             self.stats.skipped_in_use += 1
-            return False
-        if reason == "live_job":
+        elif reason == "live_job":
             self.stats.skipped_live_jobs += 1
-            return False
-        if stat.S_ISDIR(st.st_mode):
-            return self.prune_subdir(dir_fd, path, entry.name, st)
-        # Regular files, symlinks (the link itself), fifos, sockets.
-        if not self.old(st):
+        elif not stat.S_ISDIR(st.st_mode) and not self.old(st):
+            self.stats.skipped_recent += 1
+            return True
+        return reason is not None
+
+    def remove(self, dir_fd: int | None, name: str, path: str, st: os.stat_result) -> bool:
+        """Unlink an entry, or rmdir an emptied old directory; True when it is (or would be) gone."""
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir and not self.old(st):  # ``st`` predates the walk: emptying it does not make it look new
             self.stats.skipped_recent += 1
             return False
-        kind = "link" if stat.S_ISLNK(st.st_mode) else "file"
         if not self.dry_run:
             try:
-                os.unlink(entry.name, dir_fd=dir_fd)
+                os.rmdir(name, dir_fd=dir_fd) if is_dir else os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 return True
             except OSError as exc:
-                self.fail(path, exc)
+                if not is_dir:  # a directory written into meanwhile is kept, not an error
+                    self.fail(path, exc.strerror or str(exc))
                 return False
-        self.stats.files_removed += 1
-        self.stats.bytes_freed += st.st_size
-        self.removed(path, kind, st.st_size)
+        if is_dir:
+            self.stats.dirs_removed += 1
+            self.removed(path, "dir", 0)
+        else:
+            self.stats.files_removed += 1
+            self.stats.bytes_freed += st.st_size
+            self.removed(path, "link" if stat.S_ISLNK(st.st_mode) else "file", st.st_size)
         return True
 
-    def prune_subdir(self, dir_fd: int, path: str, name: str, st: os.stat_result) -> bool:
-        try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:  # ELOOP: replaced by a symlink since the scan; leave it
-            self.fail(path, exc)
+    def run(self, top_fd: int, top_path: str, names: list[str] | None = None) -> bool:
+        """Prune below ``top_fd`` (only ``names`` of it, if given); True when nothing is left of them."""
+        walk = Walk(top_fd, top_path, self.fail)
+        if not walk.start(names):
             return False
         try:
-            if not os.path.samestat(st, os.fstat(fd)):
-                return False  # swapped since the scan; look again next run
-            empty = self.prune_dir(fd, path)
+            for kind, frame, name, st in walk:
+                if kind == LEAVE:
+                    parent = walk.current
+                    if frame.kept or not self.remove(parent.fd, frame.name, frame.path, st):
+                        parent.kept += 1
+                    continue
+                if self.stop is not None and self.stop.is_set():
+                    self.stats.interrupted = True
+                    return False
+                self.stats.scanned += 1
+                if self.progress is not None:
+                    self.progress(self.stats)
+                path = frame.path + os.sep + name
+                if self.keep(path, st):
+                    frame.kept += 1
+                elif stat.S_ISDIR(st.st_mode):
+                    if walk.descend(frame, name, st) == "kept":
+                        frame.kept += 1
+                elif not self.remove(frame.fd, name, path, st):
+                    frame.kept += 1
         finally:
-            os.close(fd)
-        # ``st`` was taken before the walk, so removing children does not make the directory look new.
-        if not empty or not self.old(st):
-            if empty:
-                self.stats.skipped_recent += 1
-            return False
-        if not self.dry_run:
-            try:
-                os.rmdir(name, dir_fd=dir_fd)
-            except FileNotFoundError:
-                return True
-            except OSError:
-                # Not empty any more (a worker wrote into it meanwhile): keep it, not an error.
-                return False
-        self.stats.dirs_removed += 1
-        self.removed(path, "dir", 0)
-        return True
+            walk.close()
+        return walk.top.kept == 0 and not walk.aborted
+
+
+def _cutoff(max_age_hours: float | None) -> float | None:
+    return None if max_age_hours is None else time.time() - max_age_hours * 3600
+
+
+def prune_entry(
+    parent_fd: int,
+    name: str,
+    path: str,
+    *,
+    max_age_hours: float | None,
+    skip: Callable[[str], SkipReason | None] | None = None,
+    dry_run: bool = False,
+    record: bool = True,
+) -> CleanupStats:
+    """Remove the entry ``name`` of the directory open as ``parent_fd`` (``path`` names it), following no link.
+
+    A directory is emptied bottom-up, then removed; anything else (a file, a
+    link, a fifo, a socket) is unlinked. Errors are collected in the stats.
+    """
+    stats = CleanupStats(dry_run=dry_run, root=path, max_age_hours=max_age_hours)
+    _Pruner(stats, _cutoff(max_age_hours), skip, dry_run, record).run(parent_fd, os.path.dirname(path), [name])
+    return stats
 
 
 def prune_tree(
-    root: Path,
+    root: Path | str,
     *,
     max_age_hours: float | None,
     skip: Callable[[str], SkipReason | None] | None = None,
@@ -284,42 +255,33 @@ def prune_tree(
 ) -> CleanupStats:
     """Remove files, links and then empty directories under ``root`` last modified more than ``max_age_hours`` ago.
 
-    ``max_age_hours=None`` removes regardless of age. ``skip(path)`` (an absolute ``str``) may return
-    ``"in_use"`` or ``"live_job"`` to leave a path (and everything below it)
-    alone. Symlinks are never followed. ``include_root`` also removes ``root``
-    itself when it ends up empty. Errors are collected in the stats, not raised.
+    ``max_age_hours=None`` removes regardless of age. ``skip(path)`` (an
+    absolute ``str``) may return ``"in_use"`` or ``"live_job"`` to leave a path
+    (and everything below it) alone. No link is followed at any depth; a
+    ``root`` that is itself a link is refused (``stats.refused``).
+    ``include_root`` also removes ``root`` (when old) once it is empty. Errors
+    are collected in the stats, not raised.
     """
     top = os.path.abspath(root)
-    cutoff = None if max_age_hours is None else time.time() - max_age_hours * 3600
+    names: list[str] | None = None
     stats = CleanupStats(dry_run=dry_run, root=top, max_age_hours=max_age_hours)
-    pruner = _Pruner(
-        stats,
-        cutoff=cutoff,
-        skip=skip or (lambda _path: None),
-        dry_run=dry_run,
-        record=record,
-        stop=stop,
-        progress=progress,
-    )
+    pruner = _Pruner(stats, _cutoff(max_age_hours), skip, dry_run, record, stop, progress)
     try:
-        fd = os.open(top, _DIR_FLAGS)
-    except FileNotFoundError:
-        return stats
+        fd = open_root(top, create=False)
+    except ResourceError as exc:
+        return refuse(stats, exc, what=f"cleanup of {top}")
     except OSError as exc:
-        pruner.fail(top, exc)
+        pruner.fail(top, exc.strerror or str(exc))
         return stats
-    try:
-        empty = pruner.prune_dir(fd, top)
-    finally:
+    if fd is not None and include_root:  # walk the root as the one entry of its (trusted) parent
         os.close(fd)
-    if include_root and empty and not stats.interrupted and pruner.skip(top) is None:
-        if not dry_run:
-            try:
-                os.rmdir(top)
-            except OSError:  # gone already, or written into meanwhile
-                return stats
-        stats.dirs_removed += 1
-        pruner.removed(top, "dir", 0)
+        fd = os.open(os.path.dirname(top), os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        top, names = os.path.dirname(top), [os.path.basename(top)]
+    if fd is not None:
+        try:
+            pruner.run(fd, top, names)
+        finally:
+            os.close(fd)
     return stats
 
 
@@ -329,8 +291,9 @@ def prune_tree(
 class TempPath:
     """A temp file or directory, usable as ``with`` or ``async with``; removed on exit, always."""
 
-    def __init__(self, create: Callable[[], Path], *, is_dir: bool) -> None:
+    def __init__(self, create: Callable[[], Path], remove: Callable[[Path], None], *, is_dir: bool) -> None:
         self._create = create
+        self._remove = remove
         self._is_dir = is_dir
         self._entered = False
         self.path: Path | None = None
@@ -348,7 +311,7 @@ class TempPath:
         self._release()
 
     async def __aenter__(self) -> Path:
-        # Creating one file or directory is a single fast syscall; doing it inline means a
+        # Creating one file or directory is a few fast syscalls; doing it inline means a
         # cancellation can never land between "created" and "handed to the caller".
         return self.__enter__()
 
@@ -375,44 +338,78 @@ class TempPath:
         if path is None:
             return
         try:
-            if self._is_dir:
-                shutil.rmtree(path, onerror=_log_rmtree_error)
-            else:
-                path.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            _log_removal_error(os.unlink, str(path), exc)
+            self._remove(path)
         finally:
             # Only now may the age-based cleanup consider the path (it is gone anyway).
             _active.discard(path)
             self.path = None
 
 
-def _log_rmtree_error(func: Callable[..., Any], path: str, exc_info: tuple[Any, BaseException, Any]) -> None:
-    _log_removal_error(func, path, exc_info[1])
-
-
-def _log_removal_error(func: Callable[..., Any], path: str, exc: BaseException) -> None:
-    if isinstance(exc, FileNotFoundError):
+def _remove_temp_path(root: str, parts: tuple[str, ...], path: Path, *, is_dir: bool) -> None:
+    """Remove ``path`` (``root/parts.../name``), reaching it without following any link; log what fails."""
+    try:
+        parent_fd = open_chain(root, parts, create=False)
+    except ResourceError as exc:
+        logger.warning(
+            "temporary path %s not removed: %s",
+            path,
+            exc.message,
+            extra={"event": "temp_cleanup_refused", "path": exc.details["path"], "reason": exc.details["reason"]},
+        )
         return
+    except OSError as exc:
+        _log_removal_error(str(path), exc.strerror or str(exc))
+        return
+    if parent_fd is None:
+        return  # the caller removed its workspace itself
+    try:
+        if not is_dir:
+            try:
+                os.unlink(path.name, dir_fd=parent_fd)  # a file, or whatever the caller put there: never followed
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:  # the caller replaced the file by a directory
+                is_dir = True
+            except OSError as exc:
+                _log_removal_error(str(path), exc.strerror or str(exc))
+        if is_dir:
+            stats = prune_entry(parent_fd, path.name, str(path), max_age_hours=None, record=False)
+            for failure in stats.failures:
+                _log_removal_error(failure["path"], failure["error"])
+    finally:
+        os.close(parent_fd)
+
+
+def _log_removal_error(path: str, error: str) -> None:
     logger.warning(
         "could not remove temporary path %s: %s",
         path,
-        exc,
-        extra={"event": "temp_cleanup_failed", "path": path, "error": str(exc)},
+        error,
+        extra={"event": "temp_cleanup_failed", "path": path, "error": error},
     )
 
 
-def _fresh_directory(path: Path) -> Path:
-    """Create ``path`` if needed and mark it as just used.
+def _creation_failed(what: str, where: Path, exc: OSError) -> ResourceError:
+    """The error for a temp path the operating system would not create (permissions, full disk, ...)."""
+    return ResourceError(
+        f"Could not create a {what} in {where}: {exc.strerror or exc}.",
+        details={"resource": "disk", "path": str(where), "error": exc.strerror or str(exc)},
+    )
 
-    The age-based cleanup removes old *empty* directories; touching one that is
-    handed out means a caller about to write into it does not lose it meanwhile.
-    """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.utime(path)
-    return path
+
+def _new_entry(dir_fd: int, prefix: str | None, suffix: str | None, *, is_dir: bool) -> str:
+    """Create a new empty file (0600) or directory (0700) with a random name in ``dir_fd``; return the name."""
+    for _ in range(_NAME_ATTEMPTS):
+        name = f"{'tmp' if prefix is None else prefix}{secrets.token_hex(8)}{suffix or ''}"
+        try:
+            if is_dir:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            else:
+                os.close(os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd))
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(f"no free temp name after {_NAME_ATTEMPTS} attempts")  # pragma: no cover
 
 
 def _validate_id(value: object, what: str) -> str:
@@ -472,21 +469,50 @@ class TempFileManager:
         """
         return self.root / JOBS_DIRNAME / _validate_id(job_id, "job_id")
 
+    def _workspace(self, kind: str, ident: object) -> Path:
+        """Create (mode 0700) or reuse a workspace, never through a link, and mark it as just used.
+
+        The age-based cleanup removes old *empty* directories; touching one that is
+        handed out means a caller about to write into it does not lose it meanwhile.
+        """
+        parts = (kind, _validate_id(ident, "user_id" if kind == USERS_DIRNAME else "job_id"))
+        root = self.root
+        try:
+            fd = open_chain(str(root), parts, create=True)
+            assert fd is not None
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _creation_failed("workspace", root.joinpath(*parts), exc) from exc
+        return root.joinpath(*parts)
+
     def get_user_temp_directory(self, user_id: object) -> Path:
-        """Return the workspace of ``user_id``, creating it (mode 0700) if needed."""
-        return _fresh_directory(self.user_directory_path(user_id))
+        """Return the workspace of ``user_id``, creating it (mode 0700) if needed.
+
+        Raises:
+            ValidationError: when the id could escape the root.
+            ResourceError: ``UNSAFE_PATH`` when ``users`` or the workspace is a symlink (never followed).
+        """
+        return self._workspace(USERS_DIRNAME, user_id)
 
     def get_job_temp_directory(self, job_id: object) -> Path:
-        """Return the workspace of ``job_id``, creating it (mode 0700) if needed."""
-        return _fresh_directory(self.job_directory_path(job_id))
+        """Return the workspace of ``job_id``, creating it (mode 0700) if needed.
 
-    def _base(self, user_id: object | None, job_id: object | None) -> Path:
+        Raises:
+            ValidationError: when the id could escape the root.
+            ResourceError: ``UNSAFE_PATH`` when ``jobs`` or the workspace is a symlink (never followed).
+        """
+        return self._workspace(JOBS_DIRNAME, job_id)
+
+    def _parts(self, user_id: object | None, job_id: object | None) -> tuple[str, ...]:
         # A job workspace wins over a user one: the job's status is what protects it from the cleanup.
         if job_id is not None:
-            return self.job_directory_path(job_id)
+            return (JOBS_DIRNAME, _validate_id(job_id, "job_id"))
         if user_id is not None:
-            return self.user_directory_path(user_id)
-        return self.root
+            return (USERS_DIRNAME, _validate_id(user_id, "user_id"))
+        return ()
 
     # ---- contexts
 
@@ -510,20 +536,10 @@ class TempFileManager:
 
         Raises:
             ValidationError: for an id, suffix or prefix that could escape the root.
+            ResourceError: on entry, ``UNSAFE_PATH`` when a directory on the way is a symlink
+                (never followed), or ``RESOURCE_EXHAUSTED`` for ``min_free_bytes``.
         """
-        suffix = _validate_affix(suffix, "suffix")
-        prefix = _validate_affix(prefix, "prefix")
-        base = self._base(user_id, job_id)
-
-        def create() -> Path:
-            def make() -> Path:
-                fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=base)
-                os.close(fd)
-                return Path(name)
-
-            return self._create_in(base, make, min_free_bytes)
-
-        return TempPath(create, is_dir=False)
+        return self._context(suffix, prefix, user_id, job_id, min_free_bytes, is_dir=False)
 
     def temp_directory(
         self,
@@ -545,36 +561,64 @@ class TempFileManager:
 
         Raises:
             ValidationError: for an id, prefix or suffix that could escape the root.
+            ResourceError: on entry, ``UNSAFE_PATH`` when a directory on the way is a symlink
+                (never followed), or ``RESOURCE_EXHAUSTED`` for ``min_free_bytes``.
         """
-        prefix = _validate_affix(prefix, "prefix")
+        return self._context(suffix, prefix, user_id, job_id, min_free_bytes, is_dir=True)
+
+    def _context(
+        self,
+        suffix: str | None,
+        prefix: str | None,
+        user_id: object | None,
+        job_id: object | None,
+        min_free_bytes: int | None,
+        *,
+        is_dir: bool,
+    ) -> TempPath:
         suffix = _validate_affix(suffix, "suffix")
-        base = self._base(user_id, job_id)
+        prefix = _validate_affix(prefix, "prefix")
+        parts = self._parts(user_id, job_id)
+        root = self.root
+        base = root.joinpath(*parts)
+
+        what = "directory" if is_dir else "file"
 
         def create() -> Path:
-            return self._create_in(
-                base, lambda: Path(tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=base)), min_free_bytes
+            try:
+                return attempt_create()
+            except ResourceError:
+                raise
+            except OSError as exc:  # permissions, a full disk, a read-only file system
+                raise _creation_failed(f"temp {what}", base, exc) from exc
+
+        def attempt_create() -> Path:
+            for attempt in range(_CREATE_ATTEMPTS):
+                try:
+                    fd = open_chain(str(root), parts, create=True)
+                    assert fd is not None
+                except FileNotFoundError:
+                    continue  # the age-based cleanup removed the (old, empty) workspace between mkdir and open
+                try:
+                    if min_free_bytes is not None and attempt == 0:
+                        from common.resources import resource_manager
+
+                        resource_manager.ensure_free_disk(min_free_bytes, path=base)
+                    name = _new_entry(fd, prefix, suffix, is_dir=is_dir)
+                except FileNotFoundError:
+                    continue  # the same race after the open: the directory behind ``fd`` is gone
+                finally:
+                    os.close(fd)
+                path = base / name
+                _active.add(path)
+                return path
+            raise ResourceError(
+                f"Could not create a temp {what} in {base}: the directory kept vanishing "
+                f"({_CREATE_ATTEMPTS} attempts; is another process removing it?).",
+                details={"resource": "disk", "path": str(base)},
             )
 
-        return TempPath(create, is_dir=True)
-
-    def _create_in(self, base: Path, make: Callable[[], Path], min_free_bytes: int | None) -> Path:
-        if min_free_bytes is not None:
-            from common.resources import resource_manager
-
-            base.mkdir(parents=True, exist_ok=True, mode=0o700)
-            resource_manager.ensure_free_disk(min_free_bytes, path=base)
-        for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                path = make()
-            except FileNotFoundError:
-                # First use of this workspace, or the age-based cleanup removed it (old and empty) just now.
-                if attempt == _CREATE_ATTEMPTS - 1:
-                    raise
-                base.mkdir(parents=True, exist_ok=True, mode=0o700)
-                continue
-            _active.add(path)
-            return path
-        raise AssertionError("unreachable")  # pragma: no cover
+        return TempPath(create, lambda path: _remove_temp_path(str(root), parts, path, is_dir=is_dir), is_dir=is_dir)
 
     # ---- tracking
 
@@ -588,34 +632,57 @@ class TempFileManager:
 
     # ---- bulk cleanup
 
-    def _cleanup_workspace(self, path: Path, *, dry_run: bool) -> CleanupStats:
-        return prune_tree(
-            path,
-            max_age_hours=None,
-            skip=lambda p: "in_use" if _active.covers(p) else None,
-            dry_run=dry_run,
-            include_root=True,
-        )
+    def _cleanup_workspace(self, kind: str, ident: object, *, dry_run: bool) -> CleanupStats:
+        name = _validate_id(ident, "user_id" if kind == USERS_DIRNAME else "job_id")
+        root = str(self.root)
+        path = os.path.join(root, kind, name)
+        stats = CleanupStats(dry_run=dry_run, root=path)
+        try:
+            parent_fd = open_chain(root, (kind,), create=False)
+        except ResourceError as exc:
+            stats = refuse(stats, exc, what=f"cleanup of {kind[:-1]} workspace {name}")
+        except OSError as exc:
+            stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
+        else:
+            if parent_fd is not None:
+                try:
+                    stats = prune_entry(
+                        parent_fd,
+                        name,
+                        path,
+                        max_age_hours=None,
+                        skip=lambda p: "in_use" if _active.covers(p) else None,
+                        dry_run=dry_run,
+                    )
+                finally:
+                    os.close(parent_fd)
+        if not stats.refused:
+            _log_cleanup(kind[:-1], ident, stats)
+        return stats
 
     def cleanup_user_temp_files(self, user_id: object, *, dry_run: bool = False) -> CleanupStats:
         """Remove the workspace of ``user_id`` (sparing paths still held by open contexts).
 
+        A ``users`` directory that is a symlink is refused (``stats.refused`` says
+        why, logged as ``event=temp_cleanup_refused``); a workspace that is a
+        symlink is unlinked, its target never touched.
+
         Raises:
             ValidationError: when the id could escape the root.
         """
-        stats = self._cleanup_workspace(self.user_directory_path(user_id), dry_run=dry_run)
-        _log_cleanup("user", user_id, stats)
-        return stats
+        return self._cleanup_workspace(USERS_DIRNAME, user_id, dry_run=dry_run)
 
     def cleanup_job_temp_files(self, job_id: object, *, dry_run: bool = False) -> CleanupStats:
         """Remove the workspace of ``job_id`` (sparing paths still held by open contexts).
 
+        A ``jobs`` directory that is a symlink is refused (``stats.refused`` says
+        why, logged as ``event=temp_cleanup_refused``); a workspace that is a
+        symlink is unlinked, its target never touched.
+
         Raises:
             ValidationError: when the id could escape the root.
         """
-        stats = self._cleanup_workspace(self.job_directory_path(job_id), dry_run=dry_run)
-        _log_cleanup("job", job_id, stats)
-        return stats
+        return self._cleanup_workspace(JOBS_DIRNAME, job_id, dry_run=dry_run)
 
     async def acleanup_user_temp_files(self, user_id: object, *, dry_run: bool = False) -> CleanupStats:
         """Async twin of :meth:`cleanup_user_temp_files` (runs in a thread)."""

@@ -11,7 +11,9 @@ size) and recognises MP3, WAV and FLAC by their magic bytes.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
 import struct
 import unicodedata
@@ -60,12 +62,21 @@ class AudioFormat(StrEnum):
 
 
 def _format_size(size: int | float) -> str:
-    """Return ``size`` bytes as a short human string (``"12.5 MB"``)."""
+    """Return ``size`` bytes as a short human string (``"12.5 MB"``); absurd sizes in bytes."""
     if size < 1024:
         return f"{int(size)} bytes"
     if size < MB:
         return f"{size / 1024:.1f} KB"
-    return f"{size / MB:.1f} MB".replace(".0 MB", " MB")
+    if size < 1024**6:  # a float can hold it
+        return f"{size / MB:.1f} MB".replace(".0 MB", " MB")
+    return f"{int(size)} bytes"
+
+
+def _bad_argument(field: str, value: object, expected: str) -> ValidationError:
+    """The error for an argument (a limit, a bound) that is not what the function takes."""
+    return ValidationError(
+        f"{field} must be {expected}, got {value!r:.100}.", details={"field": field, "value": repr(value)}
+    )
 
 
 def validate_file_size(size_bytes: int, max_size_bytes: int) -> None:
@@ -73,11 +84,12 @@ def validate_file_size(size_bytes: int, max_size_bytes: int) -> None:
 
     Raises:
         ValidationError: ``INVALID_FILE_SIZE`` for a negative, non-integer or bool size;
-            ``FILE_TOO_LARGE`` when it exceeds the limit.
-        ValueError: when ``max_size_bytes`` itself is not a non-negative integer.
+            ``FILE_TOO_LARGE`` when it exceeds the limit; ``VALIDATION_ERROR``
+            (``details["field"] == "max_size_bytes"``) when the limit itself is not a
+            non-negative integer (a float, even ``inf``, is refused).
     """
     if isinstance(max_size_bytes, bool) or not isinstance(max_size_bytes, int) or max_size_bytes < 0:
-        raise ValueError(f"max_size_bytes must be a non-negative integer, got {max_size_bytes!r}")
+        raise _bad_argument("max_size_bytes", max_size_bytes, "a non-negative whole number of bytes")
     if isinstance(size_bytes, bool) or not isinstance(size_bytes, int):
         raise ValidationError(
             f"File size must be a whole number of bytes, got {type(size_bytes).__name__}.",
@@ -114,11 +126,20 @@ def validate_prompt(prompt: object, min_length: int = 50, max_length: int = 500)
     Raises:
         ValidationError: ``INVALID_PROMPT`` with ``details["reason"]`` one of
             ``not_a_string``, ``empty``, ``too_short``, ``too_long``,
-            ``control_character``, ``invalid_unicode``.
-        ValueError: for bad bounds (negative, or ``min_length > max_length``).
+            ``control_character``, ``invalid_unicode``; ``VALIDATION_ERROR`` for bad
+            bounds (not integers, negative, or ``min_length > max_length``).
     """
-    if min_length < 0 or max_length < 0 or min_length > max_length:
-        raise ValueError(f"bad prompt bounds: min_length={min_length}, max_length={max_length}")
+    if (
+        any(isinstance(b, bool) or not isinstance(b, int) for b in (min_length, max_length))
+        or min_length < 0
+        or max_length < 0
+        or min_length > max_length
+    ):
+        raise ValidationError(
+            f"bad prompt bounds: min_length={min_length!r:.50}, max_length={max_length!r:.50} "
+            "(whole numbers, 0 <= min_length <= max_length)",
+            details={"field": "min_length/max_length", "value": f"{min_length!r:.50}, {max_length!r:.50}"},
+        )
     if not isinstance(prompt, str):
         raise ValidationError(
             f"Prompt must be text, got {type(prompt).__name__}.",
@@ -211,9 +232,18 @@ def _truncated(what: str, needed: int, have: int) -> ValidationError:
 
 
 def _check_limit(max_size_mb: float) -> int:
-    if isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float)) or max_size_mb <= 0:
-        raise ValueError(f"max_size_mb must be a positive number, got {max_size_mb!r}")
-    return int(max_size_mb * MB)
+    """The limit in bytes; ``max_size_mb`` must be a positive, finite int or float (any magnitude)."""
+    if (
+        isinstance(max_size_mb, bool)
+        or not isinstance(max_size_mb, (int, float))
+        or (isinstance(max_size_mb, float) and not math.isfinite(max_size_mb))
+        or max_size_mb <= 0
+    ):
+        raise _bad_argument("max_size_mb", max_size_mb, "a positive, finite number of mebibytes")
+    if isinstance(max_size_mb, int):
+        return max_size_mb * MB
+    whole = int(max_size_mb)  # exact for any finite float; the product in floats could overflow to inf
+    return whole * MB + int((max_size_mb - whole) * MB)
 
 
 def _check_size(size: int, max_bytes: int) -> None:
@@ -245,8 +275,9 @@ def validate_audio_file(file: object, max_size_mb: float = 10) -> AudioFormat:
             mebibytes), ``INVALID_AUDIO`` (anything else, truncated headers
             included; ``details["found"]`` says what the content looks like),
             ``NOT_FOUND`` (a path that does not exist) or ``UNREADABLE_FILE``
-            (a directory, a text-mode or unseekable stream, an unsupported type).
-        ValueError: when ``max_size_mb`` is not a positive number.
+            (a directory, a path that cannot name a file, a text-mode or unseekable
+            stream, a stream whose read or seek fails, an unsupported type);
+            ``VALIDATION_ERROR`` when ``max_size_mb`` is not a positive, finite number.
     """
     max_bytes = _check_limit(max_size_mb)
     if isinstance(file, (bytes, bytearray, memoryview)):
@@ -254,7 +285,7 @@ def validate_audio_file(file: object, max_size_mb: float = 10) -> AudioFormat:
         _check_size(len(data), max_bytes)
         return _detect(_Header(lambda offset, length: bytes(data[offset : offset + length]), len(data)))
     if isinstance(file, (str, os.PathLike)):
-        return _validate_path(Path(file), max_bytes)
+        return _validate_path(file, max_bytes)
     if callable(getattr(file, "read", None)) and callable(getattr(file, "seek", None)):
         return _validate_stream(file, max_bytes)
     raise _unreadable(
@@ -264,9 +295,14 @@ def validate_audio_file(file: object, max_size_mb: float = 10) -> AudioFormat:
     )
 
 
-def _validate_path(path: Path, max_bytes: int) -> AudioFormat:
+def _validate_path(file: str | os.PathLike[Any], max_bytes: int) -> AudioFormat:
     try:
+        path = Path(file)
         stat = path.stat()
+    except (ValueError, TypeError) as exc:  # NUL, a lone surrogate, a PathLike giving bytes
+        raise _unreadable(
+            f"{file!r:.200} cannot name a file ({exc}).", reason="invalid_path", path=repr(file)
+        ) from None
     except FileNotFoundError:
         raise ValidationError(
             f"The audio file {path.name!r} does not exist.", code=FILE_NOT_FOUND, details={"path": str(path)}
@@ -287,13 +323,30 @@ def _validate_path(path: Path, max_bytes: int) -> AudioFormat:
         ) from exc
 
 
+# What a careless file object may raise from read/seek/tell (io.UnsupportedOperation is both of the first two).
+_STREAM_ERRORS = (OSError, ValueError, TypeError, AttributeError)
+
+
 def _stream_reader(stream: Any) -> Callable[[int, int], bytes]:
     def read_at(offset: int, length: int) -> bytes:
-        stream.seek(offset)
-        data = stream.read(length)
+        try:
+            stream.seek(offset)
+            data = stream.read(length)
+        except _STREAM_ERRORS as exc:
+            raise _unreadable(
+                f"The file could not be read: {exc}.", reason="read_failed", error=type(exc).__name__
+            ) from exc
         if isinstance(data, str):
             raise _unreadable("The file is open in text mode; open it in binary mode ('rb').", reason="text_mode")
-        return bytes(data or b"")
+        if data is None:
+            return b""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise _unreadable(
+                f"The file's read() returned {type(data).__name__}, not bytes.",
+                reason="read_failed",
+                error=type(data).__name__,
+            )
+        return bytes(data[:length])
 
     return read_at
 
@@ -307,7 +360,9 @@ def _validate_stream(stream: Any, max_bytes: int) -> AudioFormat:
         size = stream.seek(0, io.SEEK_END)
         if not isinstance(size, int):  # some wrappers return None from seek()
             size = stream.tell()
-    except (io.UnsupportedOperation, OSError, AttributeError, ValueError) as exc:
+        if not isinstance(position, int) or not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError("tell() did not return an integer")
+    except _STREAM_ERRORS as exc:
         raise _unreadable(
             "The file object cannot be inspected: it must be open, binary and seekable.",
             reason="unseekable",
@@ -315,9 +370,20 @@ def _validate_stream(stream: Any, max_bytes: int) -> AudioFormat:
         ) from None
     try:
         _check_size(size, max_bytes)
-        return _detect(_Header(_stream_reader(stream), size))
-    finally:
+        result = _detect(_Header(_stream_reader(stream), size))
+    except BaseException:
+        with contextlib.suppress(*_STREAM_ERRORS):  # the first problem is the one to report
+            stream.seek(position)
+        raise
+    try:
         stream.seek(position)
+    except _STREAM_ERRORS as exc:
+        raise _unreadable(
+            f"The file's position could not be restored after inspection: {exc}.",
+            reason="restore_failed",
+            error=type(exc).__name__,
+        ) from exc
+    return result
 
 
 # --------------------------------------------------------------------------- audio: formats

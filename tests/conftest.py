@@ -17,7 +17,14 @@ from django.db import connection
 from common import conf
 
 REQUIRE_SERVICES = os.environ.get("VIDEOGEN_REQUIRE_SERVICES") == "1"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Without REDIS_URL, tests use this dedicated database index (never 0, the one applications default to).
+# Tests delete only the keys they wrote; none flushes a database (tests/test_test_environment.py checks).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def redis_test_url() -> str:
+    """The Redis URL tests use: ``REDIS_URL``, else :data:`DEFAULT_REDIS_URL`."""
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def require_service(reason: str) -> None:
@@ -46,7 +53,7 @@ def _postgres_marker(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def redis_url() -> str:
     """URL of a reachable Redis server (``REDIS_URL`` or the local one)."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    url = redis_test_url()
     parts = urlsplit(url)
     if not port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
         require_service(f"Redis is not reachable at {parts.hostname}:{parts.port or 6379}")

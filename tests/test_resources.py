@@ -567,3 +567,73 @@ def test_process_reading_follows_a_fork(roots) -> None:
     process.join(30)
     assert result is True
     assert process.exitcode == 0
+
+
+# --------------------------------------------------------------------------- the seeds' call forms (issue 10, item 14)
+
+
+@pytest.mark.django_db
+def test_the_seeds_dict_forms_work(roots) -> None:
+    """``get_system_resources()['memory']['percent_used']`` and ``cleanup_temporary_files()['files_removed']``."""
+    from common import resource_manager
+
+    temp_root, cache_root = roots
+    sample = resource_manager.get_system_resources()
+    assert sample["memory"]["percent_used"] == sample.memory_percent_used
+    assert sample["disk"]["temp"]["path"] == str(temp_root)
+    assert dict(sample) == sample.to_dict()
+    assert list(sample) == ["memory", "disk", "cpu", "process"]
+    with pytest.raises(TypeError):
+        sample["memory"] = {}  # type: ignore[index]  # read-only
+    with pytest.raises(KeyError):
+        sample["nope"]
+
+    write(temp_root / "old.bin", 5, OLD)
+    stats = resource_manager.cleanup_temporary_files()
+    assert stats["files_removed"] == 1
+    assert stats["bytes_freed"] == 5
+    assert stats["errors"] == 0
+    assert dict(stats) == stats.to_dict()
+    stats["removed"].clear()  # a copy
+    assert len(stats.removed) == 1
+
+    write(cache_root / "c.bin", 10, OLD)
+    eviction = resource_manager.enforce_cache_limit(0)
+    assert eviction["files_evicted"] == 1
+    assert eviction["bytes_after"] == 0
+    with pytest.raises(TypeError):
+        eviction["files_evicted"] = 0  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- cache cap against a tree changed mid-way
+
+
+def test_cache_cap_never_follows_a_link_swapped_in_after_the_scan(roots, manager, tmp_path: Path, monkeypatch) -> None:
+    _, cache_root = roots
+    for i in range(3):
+        write(cache_root / "sub" / f"f{i}", 100, NOW - 1000 + i)
+    for i in range(20):  # more directories than the eviction keeps open at once
+        write(cache_root / f"d{i:02}" / "x", 10, NOW - 2000 + i)
+    write(cache_root / "moved" / "f0", 100, NOW - 900)
+    outside = tmp_path / "outside"
+    for name in ("f0", "f1", "f2"):
+        write(outside / name, 100, NOW - 5000)
+    real_scan = resources._scan_cache
+
+    def scan_then_swap(*args, **kwargs):
+        files = real_scan(*args, **kwargs)
+        (cache_root / "sub").rename(tmp_path / "sub.away")
+        (cache_root / "sub").symlink_to(outside)  # the same names, reachable only through the link
+        (cache_root / "moved").rename(tmp_path / "moved.away")
+        (cache_root / "moved").mkdir()  # another real directory, same name and file name
+        write(cache_root / "moved" / "f0", 100, NOW - 900)
+        return files
+
+    monkeypatch.setattr(resources, "_scan_cache", scan_then_swap)
+    stats = manager.enforce_cache_limit(0)
+    assert sorted(p.name for p in outside.iterdir()) == ["f0", "f1", "f2"]
+    assert (cache_root / "moved" / "f0").exists()  # not the file that was scanned: left for the next run
+    assert [f["path"] for f in stats.failures] == [str(cache_root / "sub")]
+    assert "symbolic link" in stats.failures[0]["error"]
+    assert stats.files_evicted == 20
+    assert all(not (cache_root / f"d{i:02}" / "x").exists() for i in range(20))

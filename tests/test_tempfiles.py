@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import tempfile
@@ -15,6 +16,7 @@ from django.test import override_settings
 
 from common import tempfiles
 from common.errors import ResourceError, ValidationError
+from common.resources import ResourceManager
 from common.tempfiles import TempFileManager, is_path_in_use, prune_tree, temp_file_manager
 
 OLD = time.time() - 48 * 3600
@@ -226,40 +228,49 @@ def test_caller_may_remove_or_move_the_path_itself(root: Path, tmp_path: Path) -
 def test_creation_retries_when_cleanup_removed_the_workspace_meanwhile(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = tempfile.mkstemp
-    calls = {"n": 0}
+    real = tempfiles.open_chain
+    calls = {"n": 0, "vanish": 1}
 
-    def flaky(*args, **kwargs):
+    def racing_cleanup(root_path: str, parts: tuple[str, ...], *, create: bool) -> int | None:
+        """Open the workspace, then let "the age-based cleanup" remove it (old and empty) before the caller uses it."""
+        fd = real(root_path, parts, create=create)
+        if not create:  # the removal on exit
+            return fd
         calls["n"] += 1
-        if calls["n"] == 1:
-            raise FileNotFoundError("workspace vanished")
-        return real(*args, **kwargs)
+        if calls["n"] <= calls["vanish"]:
+            os.rmdir(os.path.join(root_path, *parts))
+        return fd
 
-    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", flaky)
+    monkeypatch.setattr(tempfiles, "open_chain", racing_cleanup)
     with temp_file_manager.temp_file(user_id="racy") as path:
         assert path.exists()
+        assert path.parent == root / "users" / "racy"
     assert calls["n"] == 2
-
-    def always_missing(*args, **kwargs):
-        raise FileNotFoundError("gone")
-
-    monkeypatch.setattr(tempfiles.tempfile, "mkstemp", always_missing)
-    with pytest.raises(FileNotFoundError), temp_file_manager.temp_file(user_id="racy"):
+    calls.update(n=0, vanish=99)
+    with pytest.raises(ResourceError, match="kept vanishing"), temp_file_manager.temp_directory(user_id="racy"):
         pass
+    assert calls["n"] == 3
+    assert temp_file_manager.active_paths() == []
 
 
 def test_removal_failure_is_logged_not_raised(
     root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def refuse(self: Path, missing_ok: bool = False) -> None:
-        raise PermissionError(13, "Permission denied")
+    real_unlink = os.unlink
 
-    with temp_file_manager.temp_file() as path:
-        monkeypatch.setattr(Path, "unlink", refuse)
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == held.name:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    with temp_file_manager.temp_file() as held:
+        monkeypatch.setattr(tempfiles.os, "unlink", refuse)
     monkeypatch.undo()
-    assert any(getattr(r, "event", None) == "temp_cleanup_failed" for r in caplog.records)
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "temp_cleanup_failed"]
+    assert record.__dict__["path"] == str(held)
+    assert record.__dict__["error"] == "Permission denied"
     assert temp_file_manager.active_paths() == []
-    path.unlink()
+    held.unlink()
 
 
 # --------------------------------------------------------------------------- disk check
@@ -455,3 +466,169 @@ def test_handing_out_a_workspace_refreshes_its_age(root: Path) -> None:
     stats = prune_tree(root, max_age_hours=24)
     assert workspace.is_dir()
     assert stats.dirs_removed == 0
+
+
+# ---------------------------------------------------------- no symlink is followed under the root (issue 10, item 1)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """``VICTIM/J/precious.txt`` outside any temp root (the issue's reproduction)."""
+    (tmp_path / "VICTIM" / "J").mkdir(parents=True)
+    (tmp_path / "VICTIM" / "J" / "precious.txt").write_text("precious\n")
+    return tmp_path / "VICTIM"
+
+
+def refusal_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "temp_cleanup_refused"]
+
+
+@pytest.mark.parametrize(
+    ("link", "cleanup"), [("jobs", "cleanup_job_temp_files"), ("users", "cleanup_user_temp_files")]
+)
+def test_workspace_cleanup_refuses_a_symlinked_jobs_or_users_dir(
+    tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture, link: str, cleanup: str
+) -> None:
+    # mkdir -p ROOT VICTIM/J; echo precious > VICTIM/J/precious.txt; ln -s VICTIM ROOT/jobs
+    (tmp_path / "ROOT").mkdir()
+    (tmp_path / "ROOT" / link).symlink_to(victim)
+    stats = getattr(TempFileManager(tmp_path / "ROOT"), cleanup)("J")
+    assert (victim / "J" / "precious.txt").read_text() == "precious\n"
+    assert (tmp_path / "ROOT" / link).is_symlink()  # the shared link is not ours to remove either
+    assert stats.files_removed == 0
+    assert stats.errors == 1
+    assert "symbolic link" in stats.refused
+    assert str(tmp_path / "ROOT" / link) in stats.refused
+    assert stats.failures == [{"path": str(tmp_path / "ROOT" / link), "error": stats.refused}]
+    (record,) = refusal_records(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.__dict__["path"] == str(tmp_path / "ROOT" / link)
+
+
+@pytest.mark.parametrize("where", ["users", "jobs"])
+def test_temp_paths_are_never_created_through_a_symlink(tmp_path: Path, victim: Path, where: str) -> None:
+    root = tmp_path / "ROOT"
+    root.mkdir()
+    (root / where).symlink_to(victim)
+    manager = TempFileManager(root)
+    ids = {"user_id": "J"} if where == "users" else {"job_id": "J"}
+    before = sorted(victim.rglob("*"))
+    for make in (manager.temp_file, manager.temp_directory):
+        with pytest.raises(ResourceError) as excinfo, make(**ids):
+            pass
+        assert excinfo.value.code == "UNSAFE_PATH"
+        assert "symbolic link" in excinfo.value.message
+        assert excinfo.value.details["path"] == str(root / where)
+    get = manager.get_user_temp_directory if where == "users" else manager.get_job_temp_directory
+    with pytest.raises(ResourceError):
+        get("J")
+    with pytest.raises(ResourceError):
+        get("K")  # not even a new directory in the link's target
+    assert sorted(victim.rglob("*")) == before
+    assert manager.active_paths() == []
+
+
+def test_a_symlinked_workspace_is_unlinked_not_followed(tmp_path: Path, victim: Path) -> None:
+    root = tmp_path / "ROOT"
+    (root / "jobs").mkdir(parents=True)
+    (root / "jobs" / "J").symlink_to(victim / "J", target_is_directory=True)
+    manager = TempFileManager(root)
+    with pytest.raises(ResourceError), manager.temp_file(job_id="J"):
+        pass
+    stats = manager.cleanup_job_temp_files("J")
+    assert stats.errors == 0
+    assert [item["kind"] for item in stats.removed] == ["link"]
+    assert not (root / "jobs" / "J").is_symlink()
+    assert (victim / "J" / "precious.txt").read_text() == "precious\n"
+
+
+def test_a_symlinked_root_is_refused(tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "ROOT").symlink_to(victim)
+    manager = TempFileManager(tmp_path / "ROOT")
+    stats = manager.cleanup_job_temp_files("J")
+    assert "symbolic link" in stats.refused
+    with pytest.raises(ResourceError, match="symbolic link"), manager.temp_file():
+        pass
+    stats = prune_tree(tmp_path / "ROOT", max_age_hours=None, include_root=True)
+    assert "symbolic link" in stats.refused
+    assert (victim / "J" / "precious.txt").exists()
+
+
+@pytest.mark.parametrize("is_dir", [True, False])
+def test_release_does_not_follow_a_link_swapped_in_while_the_context_was_open(
+    tmp_path: Path, victim: Path, is_dir: bool
+) -> None:
+    root = tmp_path / "ROOT"
+    manager = TempFileManager(root)
+    make = manager.temp_directory if is_dir else manager.temp_file
+    with make(job_id="J") as path:
+        # Mirror the workspace outside the root, then swap ROOT/jobs for a link to the mirror.
+        mirror = victim / "J" / path.name
+        if is_dir:
+            mirror.mkdir()
+            (mirror / "precious.bin").write_bytes(b"keep")
+        else:
+            mirror.write_bytes(b"keep")
+        (root / "jobs").rename(root / "jobs.moved")
+        (root / "jobs").symlink_to(victim)
+    assert (mirror / "precious.bin").read_bytes() == b"keep" if is_dir else mirror.read_bytes() == b"keep"
+    assert manager.active_paths() == []
+
+
+# ---------------------------------------------------------------------------------- default roots (issue 10, item 13)
+
+
+def test_default_roots_belong_to_this_checkout() -> None:
+    """The machine-wide ``<tmp>/videogen`` let two checkouts (or projects) clean each other's files."""
+    checkout = Path(__file__).resolve().parent.parent
+    manager = ResourceManager()
+    assert TempFileManager().root == checkout / "var" / "tmp"
+    assert manager.cache_root == checkout / "var" / "cache"
+    assert not str(TempFileManager().root).startswith(tempfile.gettempdir() + os.sep)
+
+
+def test_the_caller_may_replace_its_temp_file_by_a_directory_or_drop_the_workspace(root: Path) -> None:
+    with temp_file_manager.temp_file(job_id="swap") as path:
+        path.unlink()
+        (path / "frames").mkdir(parents=True)
+        (path / "frames" / "f.png").write_bytes(b"x")
+    assert not path.exists()
+    with temp_file_manager.temp_file(job_id="dropped") as path:
+        path.unlink()
+        path.parent.rmdir()
+    assert not path.parent.exists()
+    assert temp_file_manager.active_paths() == []
+
+
+def test_an_os_refusal_to_create_is_a_resource_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = TempFileManager(tmp_path / "root")
+    real_open = os.open
+
+    def full_disk(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(tempfiles.os, "open", full_disk)
+    with pytest.raises(ResourceError) as excinfo, manager.temp_file(job_id="j"):
+        pass
+    assert excinfo.value.details["error"] == "No space left on device"
+    assert excinfo.value.details["path"] == str(tmp_path / "root" / "jobs" / "j")
+    monkeypatch.undo()
+    (tmp_path / "file_root").write_bytes(b"")
+    with pytest.raises(ResourceError, match="is a regular file, not a directory"):
+        TempFileManager(tmp_path / "file_root").get_job_temp_directory("j")
+    (tmp_path / "parent_is_file").write_bytes(b"")
+    with pytest.raises(ResourceError, match=r"parent_is_file/root cannot be examined \(Not a directory\)"):
+        TempFileManager(tmp_path / "parent_is_file" / "root").get_job_temp_directory("j")
+    (tmp_path / "ro").mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfiles.os, "mkdir", read_only)
+    with pytest.raises(ResourceError, match=r"Could not create a workspace .*: Read-only file system"):
+        TempFileManager(tmp_path / "ro").get_job_temp_directory("j")
+    monkeypatch.setattr(tempfiles.os, "mkdir", real_mkdir)
+    assert manager.active_paths() == []

@@ -235,10 +235,22 @@ def test_default_limit_is_ten_mebibytes() -> None:
     assert rejected(at_limit + b"\x00").code == "FILE_TOO_LARGE"
 
 
-@pytest.mark.parametrize("limit", [0, -1, True, "10", None])
-def test_bad_limit_is_a_programming_error(limit: object) -> None:
-    with pytest.raises(ValueError, match="max_size_mb"):
+@pytest.mark.parametrize(
+    "limit", [0, -1, -0.0, True, False, "10", None, float("inf"), float("-inf"), float("nan"), 1j, b"10"]
+)
+def test_bad_limit_is_a_clear_validation_error(limit: object) -> None:
+    """Issue 10, item 12: ``max_size_mb=inf`` gave OverflowError, NaN and the rest ValueError."""
+    with pytest.raises(ValidationError) as info:
         validate_audio_file(wav_bytes(), max_size_mb=limit)  # type: ignore[arg-type]
+    assert info.value.code == "VALIDATION_ERROR"
+    assert info.value.details == {"field": "max_size_mb", "value": repr(limit)}
+    assert "max_size_mb must be a positive, finite number" in info.value.message
+
+
+def test_huge_finite_limit_does_not_overflow() -> None:
+    assert validate_audio_file(wav_bytes(), max_size_mb=1e308) is AudioFormat.WAV
+    assert validate_audio_file(wav_bytes(), max_size_mb=10**400) is AudioFormat.WAV
+    assert validate_audio_file(wav_bytes(), max_size_mb=0.5) is AudioFormat.WAV
 
 
 # --------------------------------------------------------------------------- rejected content
@@ -505,6 +517,92 @@ def test_stream_whose_seek_returns_none() -> None:
     assert stream.tell() == 0
 
 
+class FailingRead(io.BytesIO):
+    """A seekable binary stream whose read() fails like a dropped network mount or upload."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_read_that_raises_is_unreadable_not_a_raw_os_error() -> None:
+    """Issue 10, item 12: the stream's OSError escaped raw."""
+    stream = FailingRead(wav_bytes())
+    stream.seek(4)
+    error = rejected(stream)
+    assert error.code == "UNREADABLE_FILE"
+    assert error.details == {"reason": "read_failed", "error": "OSError"}
+    assert "Input/output error" in error.message
+    assert stream.tell() == 4
+
+
+class OddStream(io.BytesIO):
+    """A stream whose read() or seek()/tell() answer with nonsense, or fail when asked to restore the position."""
+
+    def __init__(self, data: bytes, *, read_result: object = None, tell_result: object = None, fail_restore=False):
+        super().__init__(data)
+        self.read_result, self.tell_result, self.fail_restore = read_result, tell_result, fail_restore
+        if fail_restore:
+            super().seek(5)  # the position to restore, never read from
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self.read_result if self.read_result is not None else super().read(size)  # type: ignore[return-value]
+
+    def tell(self) -> int:
+        return self.tell_result if self.tell_result is not None else super().tell()  # type: ignore[return-value]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self.fail_restore and (offset, whence) == (5, 0):
+            raise OSError(9, "Bad file descriptor")
+        return super().seek(offset, whence)
+
+
+@pytest.mark.parametrize(
+    ("stream", "reason"),
+    [
+        (OddStream(wav_bytes(), read_result=12), "read_failed"),
+        (OddStream(wav_bytes(), read_result=[1, 2]), "read_failed"),
+        (OddStream(b"", tell_result="0"), "unseekable"),
+    ],
+    ids=["read-int", "read-list", "tell-str"],
+)
+def test_nonsense_from_a_stream_is_unreadable(stream: OddStream, reason: str) -> None:
+    assert rejected(stream).details["reason"] == reason
+
+
+def test_a_read_returning_more_than_asked_is_cut() -> None:
+    class Greedy(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            return super().read(-1)
+
+    assert validate_audio_file(Greedy(wav_bytes())) is AudioFormat.WAV
+
+
+def test_a_position_that_cannot_be_restored_is_reported() -> None:
+    stream = OddStream(flac_bytes(), fail_restore=True)
+    error = rejected(stream)
+    assert error.code == "UNREADABLE_FILE"
+    assert error.details["reason"] == "restore_failed"
+
+
+@pytest.mark.parametrize("path", ["song\x00.mp3", "/tmp/a\x00b", "\ud800.wav"], ids=["nul", "nul-dir", "surrogate"])
+def test_a_path_that_cannot_name_a_file_is_a_validation_error(path: str) -> None:
+    """Issue 10, item 12: a NUL in the path gave ``ValueError: embedded null byte``."""
+    error = rejected(path)
+    assert error.code == "UNREADABLE_FILE"
+    assert error.details["reason"] == "invalid_path"
+    assert error.details["path"] == repr(path)
+    error = rejected(Path(path))
+    assert error.details["reason"] == "invalid_path"
+
+
+def test_a_pathlike_returning_bytes() -> None:
+    class BytesPath:
+        def __fspath__(self) -> bytes:
+            return b"/tmp/song.mp3"
+
+    assert rejected(BytesPath()).details["reason"] == "invalid_path"
+
+
 @pytest.mark.parametrize("value", [None, 42, 3.5, {"name": "song.mp3"}, ["a"]])
 def test_unsupported_types(value: object) -> None:
     error = rejected(value)
@@ -594,9 +692,11 @@ def test_lone_surrogate_rejected() -> None:
     assert error.details["character"] == "U+D800"
 
 
-@pytest.mark.parametrize(("low", "high"), [(-1, 10), (10, -1), (20, 10)])
+@pytest.mark.parametrize(
+    ("low", "high"), [(-1, 10), (10, -1), (20, 10), (float("nan"), 10), ("5", 10), (True, 10), (1, None), (1.5, 10)]
+)
 def test_bad_prompt_bounds(low: int, high: int) -> None:
-    with pytest.raises(ValueError, match="bad prompt bounds"):
+    with pytest.raises(ValidationError, match="bad prompt bounds"):
         validate_prompt(GOOD_PROMPT, min_length=low, max_length=high)
 
 
@@ -640,10 +740,25 @@ def test_file_size_bad_values(size: object, reason: str) -> None:
     assert info.value.details["reason"] == reason
 
 
-@pytest.mark.parametrize("limit", [-1, True, 1.5, "10"])
+@pytest.mark.parametrize("limit", [-1, True, 1.5, "10", None, float("inf"), float("nan"), 10.0])
 def test_file_size_bad_limit(limit: object) -> None:
-    with pytest.raises(ValueError, match="max_size_bytes"):
+    with pytest.raises(ValidationError) as info:
         validate_file_size(1, limit)  # type: ignore[arg-type]
+    assert info.value.code == "VALIDATION_ERROR"
+    assert info.value.details == {"field": "max_size_bytes", "value": repr(limit)}
+    assert "max_size_bytes must be a non-negative whole number of bytes" in info.value.message
+
+
+def test_file_size_huge_values() -> None:
+    assert validate_file_size(10**30, 10**40) is None
+    with pytest.raises(ValidationError) as info:
+        validate_file_size(10**400, 10**30)
+    assert info.value.code == "FILE_TOO_LARGE"
+    assert "limit is" in info.value.message
+    for size in (float("inf"), float("nan")):
+        with pytest.raises(ValidationError) as info:
+            validate_file_size(size, 100)  # type: ignore[arg-type]
+        assert info.value.details["reason"] == "not_an_integer"
 
 
 # --------------------------------------------------------------------------- package exports

@@ -17,6 +17,7 @@ from django.test import override_settings
 
 from common.models import Job, JobStatus
 from common.resources import resource_manager
+from common.tempfiles import prune_tree
 
 OLD = time.time() - 48 * 3600
 
@@ -150,7 +151,7 @@ def test_cache_eviction_failures_are_reported(roots, monkeypatch) -> None:
     real_unlink = os.unlink
 
     def refuse(path, *args, **kwargs):
-        if os.fspath(path) == str(stuck):
+        if os.fspath(path) == stuck.name:  # unlinked relative to its directory's descriptor
             raise PermissionError(13, "Permission denied")
         return real_unlink(path, *args, **kwargs)
 
@@ -165,3 +166,59 @@ def test_cache_eviction_failures_are_reported(roots, monkeypatch) -> None:
     assert f"could not evict {stuck}: Permission denied" in err.getvalue()
     assert stuck.exists()
     assert not (cache_root / "newer.bin").exists()  # the cap moved on to the next file
+
+
+def deep_tree(top: Path, levels: int, mtime: float = OLD) -> Path:
+    """``top/d/d/.../d/leaf.bin``, ``levels`` directories deep, every entry last modified at ``mtime``."""
+    directory = top
+    for _ in range(levels):
+        directory = directory / "d"
+    directory.mkdir(parents=True)
+    leaf = write(directory / "leaf.bin", 3, mtime)
+    while directory != top.parent:
+        os.utime(directory, (mtime, mtime))
+        directory = directory.parent
+    return leaf
+
+
+@pytest.mark.django_db
+def test_a_tree_deeper_than_the_recursion_limit_is_cleaned(roots) -> None:
+    """Issue 10, item 11: a ~340-level tree crashed the cleanup with RecursionError, on every later run too."""
+    temp_root, _ = roots
+    leaf = deep_tree(temp_root / "users" / "deep", 400)
+    os.utime(temp_root / "users", (OLD, OLD))
+    kept = write(temp_root / "recent.bin", 1, time.time())
+    try:
+        data = json.loads(run("--json")[0])["temp"]
+    finally:  # pytest's own (recursive) removal of old temp directories could not remove a deep tree
+        prune_tree(temp_root / "users", max_age_hours=None, include_root=True)
+    assert data["errors"] == 0
+    assert data["files_removed"] == 1
+    assert data["dirs_removed"] == 402  # users/deep and its 400 nested directories
+    assert not leaf.exists()
+    assert not (temp_root / "users").exists()
+    assert kept.exists()
+
+
+def test_a_symlinked_root_is_refused_with_the_reason(tmp_path: Path) -> None:
+    real_temp, real_cache = tmp_path / "real_temp", tmp_path / "real_cache"
+    precious = write(real_temp / "precious.bin", 1)
+    kept = write(real_cache / "kept.bin", 1000)
+    (tmp_path / "temp").symlink_to(real_temp)
+    (tmp_path / "cache").symlink_to(real_cache)
+    knobs = {"TEMP_DIR": tmp_path / "temp", "CACHE_DIR": tmp_path / "cache", "CACHE_DIR_MAX_BYTES": 0}
+    err = io.StringIO()
+    with override_settings(VIDEOGEN_COMMON=knobs), pytest.raises(CommandError) as excinfo:
+        call_command("cleanup_temp_files", "--cache", stdout=io.StringIO(), stderr=err)
+    message = str(excinfo.value)
+    assert f"Refused: {tmp_path / 'temp'} is a symbolic link (to {real_temp})" in message
+    assert f"Refused: {tmp_path / 'cache'} is a symbolic link (to {real_cache})" in message
+    assert "could not" not in err.getvalue()  # said once, as the command's error
+    assert precious.exists()
+    assert kept.exists()
+    out = io.StringIO()
+    with override_settings(VIDEOGEN_COMMON=knobs), pytest.raises(CommandError):
+        call_command("cleanup_temp_files", "--json", stdout=out, stderr=io.StringIO())
+    data = json.loads(out.getvalue())
+    assert data["temp"]["refused"].startswith("Refused: ")
+    assert data["temp"]["errors"] == 1

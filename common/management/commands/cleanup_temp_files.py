@@ -31,7 +31,8 @@ class Command(BaseCommand):
 
     help = (
         "Remove files and empty directories under TEMP_DIR older than TEMP_MAX_AGE_HOURS (or --older-than). "
-        "Workspaces of queued/processing jobs are kept; symlinks are removed, never followed. "
+        "Workspaces of queued/processing jobs are kept; symlinks are removed, never followed "
+        "(a TEMP_DIR or CACHE_DIR that is itself a symlink is refused). "
         "--cache also evicts least-recently-used files from CACHE_DIR down to CACHE_DIR_MAX_BYTES."
     )
 
@@ -80,6 +81,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2))
         else:
             self._print_text(stats, eviction)
+        refused = [r.refused for r in (stats, eviction) if r is not None and r.refused]
+        if refused:
+            raise CommandError(" ".join(refused))
         errors = stats.errors + (eviction.errors if eviction is not None else 0)
         if errors:
             raise CommandError(f"{errors} entries could not be removed (see the list above)")
@@ -101,7 +105,8 @@ class Command(BaseCommand):
             size = f" ({_size(item['bytes'])})" if item["kind"] != "dir" else ""
             self.stdout.write(f"{verb} {item['kind']} {item['path']}{size}")
         for failure in stats.failures:
-            self.stderr.write(f"could not remove {failure['path']}: {failure['error']}")
+            if failure["error"] != stats.refused:  # a refusal is the command's error message
+                self.stderr.write(f"could not remove {failure['path']}: {failure['error']}")
         prefix = "[dry run] " if stats.dry_run else ""
         self.stdout.write(
             self.style.SUCCESS(
@@ -116,7 +121,8 @@ class Command(BaseCommand):
         for item in eviction.evicted:
             self.stdout.write(f"{verb} {item['path']} ({_size(item['bytes'])})")
         for failure in eviction.failures:
-            self.stderr.write(f"could not evict {failure['path']}: {failure['error']}")
+            if failure["error"] != eviction.refused:
+                self.stderr.write(f"could not evict {failure['path']}: {failure['error']}")
         self.stdout.write(
             self.style.SUCCESS(
                 f"{prefix}{eviction.root}: {verb} {eviction.files_evicted} files, {_size(eviction.bytes_freed)}; "
