@@ -645,7 +645,7 @@ async def test_async_set_budget():
     job = await jobs.ajob_create(user_id=USER, audio_url="a", user_prompt="p")
     updated = await jobs.ajob_set_budget(job_id=job.id, budget_limit=Decimal("3"), changed_by="cron")
     assert updated.budget_limit == Decimal("3")
-    await sync_to_async(connection.close)()
+    await sync_to_async(lambda: connection.close())()
 
 
 # --------------------------------------------------------------------------- error details (issue 10 item 3)
