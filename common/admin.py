@@ -21,6 +21,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Prefetch, QuerySet
+from django.forms.formsets import BaseFormSet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -224,15 +225,15 @@ class JobAdmin(admin.ModelAdmin):
             setattr(obj, field, getattr(saved, field))
 
     def construct_change_message(
-        self, request: HttpRequest, form: forms.ModelForm, formsets: Any, add: bool = False
-    ) -> str | list[dict[str, Any]]:
-        """The history line for a budget change names both figures ("from 5.00 to 8.00")."""
+        self, request: HttpRequest, form: forms.Form, formsets: Iterable[BaseFormSet], add: bool = False
+    ) -> list[dict[str, dict[str, list[str]]]]:
+        """The history line for a budget change names both figures ("Changed budget limit from 5.00 to 8.00.")."""
         if add:
             return super().construct_change_message(request, form, formsets, add)
         old, new = _budget_change(form)
         if new is None or new == old:
             return []  # "No fields changed."
-        return f"Changed budget limit from {format_money(old)} to {format_money(new)}."
+        return [{"changed": {"fields": [f"budget limit from {format_money(old)} to {format_money(new)}"]}}]
 
     @admin.display(description="Budget used")
     def budget_used(self, obj: Job) -> str:
@@ -272,7 +273,7 @@ class JobAdmin(admin.ModelAdmin):
         return response
 
 
-def _budget_change(form: forms.ModelForm) -> tuple[Decimal | None, Decimal | None]:
+def _budget_change(form: forms.BaseForm) -> tuple[Decimal | None, Decimal | None]:
     """The budget as loaded for this request and as submitted (compared as amounts, not as text)."""
     return form.initial.get("budget_limit"), form.cleaned_data.get("budget_limit")
 

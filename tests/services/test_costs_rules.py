@@ -92,12 +92,12 @@ def test_settling_a_hold_already_marked_expired_counts_it_once(path, caplog, dja
     kept = costs.reserve(job.id, "video_generation", "svd", Decimal("0.30"))
     hold = costs.reserve(job.id, "video_generation", "svd", Decimal("0.50"))
     age(hold, TTL + 1)
-    if path == "lazy":
-        costs.track_cost(job.id, "composition", "gpt-4-turbo", Decimal("0.10"), enforce=True)  # locks, expires
-    else:  # what a bulk sweep leaves: the hold closed as expired and reserved_cost already moved
+    if path == "sweep":  # what a bulk sweep leaves: the hold closed as expired and reserved_cost already moved
         JobCostHold.objects.filter(id=hold.id).update(status=HoldStatus.EXPIRED, closed_at=timezone.now())
         Job.objects.filter(id=job.id).update(reserved_cost=Decimal("0.30"))
-        costs.track_cost(job.id, "composition", "gpt-4-turbo", Decimal("0.10"), enforce=True)
+    # Fits only without the expired hold (0.30 + 0.50 + 0.30 > 1.00): on the lazy path it makes the
+    # charge lock the row and expire the hold first.
+    costs.track_cost(job.id, "composition", "gpt-4-turbo", Decimal("0.30"), enforce=True)
     assert JobCostHold.objects.get(id=hold.id).status == HoldStatus.EXPIRED
     assert reload(job).reserved_cost == Decimal("0.30")
     with caplog.at_level(logging.WARNING, logger="common.costs"), django_capture_on_commit_callbacks(execute=True):
@@ -105,12 +105,12 @@ def test_settling_a_hold_already_marked_expired_counts_it_once(path, caplog, dja
         again = costs.settle(hold.id, Decimal("0.50"))
     assert first.id == again.id
     job = reload(job)
-    assert job.total_cost == Decimal("0.60")
+    assert job.total_cost == Decimal("0.80")
     assert job.reserved_cost == Decimal("0.30")  # the live hold still counts, the expired one not twice
     assert JobCostHold.objects.get(id=hold.id).status == HoldStatus.SETTLED
-    assert not overruns(caplog)  # 0.60 + 0.30 held: still within the budget
-    costs.settle(kept, Decimal("0.30"))
-    assert reload(job).total_cost == Decimal("0.90")
+    assert not overruns(caplog)  # spent 0.80: still within the budget
+    costs.settle(kept, Decimal("0.20"))
+    assert reload(job).total_cost == Decimal("1.00")
 
 
 @override_settings(VIDEOGEN_COMMON={"RESERVATION_TTL_SECONDS": TTL})

@@ -737,14 +737,10 @@ def test_nul_in_any_text_is_refused_by_name_and_writes_nothing(job, field):
 def test_stage_metadata_must_be_plain_json(job, metadata, fragment, call):
     if call != "start":
         stage_start(job_id=job.id, stage_name="audio_analysis")
+    action = {"start": stage_start, "complete": stage_complete, "fail": stage_fail}[call]
     before = snapshot(job.id)
     with pytest.raises(ValidationError) as info:
-        if call == "start":
-            stage_start(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
-        elif call == "complete":
-            stage_complete(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
-        else:
-            stage_fail(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
+        action(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
     assert fragment in info.value.message, info.value.message
     assert snapshot(job.id) == before
 
@@ -787,6 +783,6 @@ def test_non_text_values_are_refused_by_name(job):
         job_cancel(job_id=job.id, reason=123)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="error must be a PipelineError"):
         job_fail(job_id=job.id, error="boom")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="error.message"):
+    with pytest.raises(ValidationError, match=r"error\.message"):
         job_fail(job_id=job.id, error=GenerationError(123))  # type: ignore[arg-type]
     assert Job.objects.get(pk=job.pk).status == "queued"
