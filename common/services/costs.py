@@ -182,6 +182,7 @@ def get_price(api_name: str) -> ApiPrice:
     Raises:
         ValidationError: the API is not in the price table (the message lists the known ones).
     """
+    api_name = _name(api_name, "api_name", 64)
     table = get_price_table()
     try:
         return table[api_name]
