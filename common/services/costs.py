@@ -26,6 +26,14 @@ How the guarantee is kept:
 * Idempotency keys are guarded by the unique index on ``(job_id,
   idempotency_key)``: a racing duplicate's statement fails as a whole (so it
   charges nothing) and the first row is returned.
+* The guarantee's exact edge: enforced charges and reservations never take a job over
+  its budget; a job ends over it only when a call already made cost more than was
+  held for it (a settle above its estimate, a settle of an expired hold, which holds
+  nothing, or an unenforced charge). That spend is recorded and logged at ERROR
+  (``budget_overrun``); the job then fits no enforced charge until its budget is
+  raised. :func:`renew_hold` keeps a long call's hold from expiring. A finished job
+  refuses reservations and enforced charges (``JOB_FINISHED``); its late unenforced
+  charges and settles are recorded with a ``late_charge`` warning.
 * Threshold warnings need no extra state: charges on one job are serialised, so
   exactly one charge moves the total from below ``t * budget`` to at or above it,
   and that charge logs the warning (once per job and threshold, across processes).
