@@ -206,19 +206,20 @@ def job_create(
 
 
 def _parse_budget(value: object) -> Decimal:
+    shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
     if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
         raise ValidationError(
-            f"budget_limit must be a Decimal, an int or a decimal string, not {type(value).__name__} {value!r}"
+            f"budget_limit must be a Decimal, an int or a decimal string, not {type(value).__name__} {shown}"
         )
     try:
         amount = Decimal(value)
     except (InvalidOperation, ValueError, TypeError):
-        raise ValidationError(f"budget_limit {value!r} is not a decimal amount") from None
+        raise ValidationError(f"budget_limit {shown} is not a decimal amount") from None
     if not amount.is_finite() or amount < 0:
-        raise ValidationError(f"budget_limit must be a finite amount of at least 0, got {value!r}")
+        raise ValidationError(f"budget_limit must be a finite amount of at least 0, got {shown}")
     # The size test first: quantizing 1e999999999 would raise InvalidOperation.
     if amount >= Decimal("1e8") or amount != amount.quantize(Decimal("0.000001")):
-        raise ValidationError(f"budget_limit {value!r} must have at most 6 decimal places and 8 integer digits")
+        raise ValidationError(f"budget_limit {shown} must have at most 6 decimal places and 8 integer digits")
     return amount + 0  # -0 becomes 0
 
 
