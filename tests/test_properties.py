@@ -8,9 +8,9 @@ succeed or raise a :class:`~common.errors.PipelineError` subclass, and a refused
 must leave the database exactly as it was. Each example makes one argument (or none, or
 all) hostile and the others valid, so a hostile value gets past the checks before it.
 
-The examples are derandomized and bounded (``VIDEOGEN_PROPERTY_EXAMPLES``, default 40 per
-function) so the guard costs seconds, not minutes, and fails the same way every run; raise
-the knob to explore more.
+The examples are derandomized and bounded (``VIDEOGEN_PROPERTY_EXAMPLES``, default 12 per
+argument of the function under test) so the guard costs seconds, not minutes, and fails the
+same way every run; raise the knob to explore more.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from common.services import costs, jobs
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = int(os.environ.get("VIDEOGEN_PROPERTY_EXAMPLES", "40"))
+PER_ARGUMENT = int(os.environ.get("VIDEOGEN_PROPERTY_EXAMPLES", "12"))
 GUARD = settings(
-    max_examples=EXAMPLES,
+    max_examples=PER_ARGUMENT,
     deadline=None,
     derandomize=True,
     database=None,
@@ -122,13 +122,45 @@ metadata = st.one_of(st.none(), st.dictionaries(st.text(st.characters(), max_siz
 Arg = tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]  # (valid values, hostile values)
 
 
-def draw_args(data: st.DataObject, spec: dict[str, Arg]) -> dict[str, Any]:
+def guard(arguments: int) -> settings:
+    """The guard's settings for a function of ``arguments`` arguments: ``PER_ARGUMENT`` examples for each."""
+    return settings(GUARD, max_examples=PER_ARGUMENT * (arguments + 2))
+
+
+class Ref:
+    """A value drawn by a strategy and replaced by the example's own job or hold.
+
+    The strategies stay the same in every example (Hypothesis replays them while shrinking),
+    while each example works on a fresh job.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+JOB_UUID, JOB_TEXT, HOLD, HOLD_UUID, HOLD_TEXT = (
+    Ref(n) for n in ("job.id", "str(job.id)", "hold", "hold.id", "str(hold.id)")
+)
+
+
+def draw_args(
+    data: st.DataObject, spec: dict[str, Arg], *, job: Job | None = None, hold: JobCostHold | None = None
+) -> dict[str, Any]:
     """Draw every argument valid except one (or none, or all) hostile, so each hostile value reaches its check."""
+    refs: dict[Ref, Any] = {}
+    if job is not None:
+        refs.update({JOB_UUID: job.id, JOB_TEXT: str(job.id)})
+    if hold is not None:
+        refs.update({HOLD: hold, HOLD_UUID: hold.id, HOLD_TEXT: str(hold.id)})
     target = data.draw(st.sampled_from([*spec, None, "*"]), label="hostile argument")
-    return {
-        name: data.draw(hostile if target in (name, "*") else valid, label=name)
-        for name, (valid, hostile) in spec.items()
-    }
+    args = {}
+    for name, (valid, hostile) in spec.items():
+        value = data.draw(hostile if target in (name, "*") else valid, label=name)
+        args[name] = refs[value] if isinstance(value, Ref) else value
+    return args
 
 
 hostile = st.one_of(hostile_text, hostile_text, anything)
@@ -163,8 +195,8 @@ ERROR: Arg = (
 )
 
 
-def job_arg(job: Job) -> Arg:
-    return (st.sampled_from([job.id, str(job.id)]), hostile)
+JOB: Arg = (st.sampled_from([JOB_UUID, JOB_TEXT]), hostile)
+HOLD_ARG: Arg = (st.sampled_from([HOLD, HOLD_UUID, HOLD_TEXT]), hostile)
 
 
 # --------------------------------------------------------------------------- the property
@@ -206,7 +238,7 @@ def new_job(status: str = "processing", budget: str = "1000") -> Job:
 # --------------------------------------------------------------------------- the lifecycle
 
 
-@GUARD
+@guard(4)
 @given(st.data())
 def test_job_create(data):
     job = new_job()
@@ -218,37 +250,40 @@ def test_job_create(data):
             "user_prompt": TEXT,
             "budget_limit": (st.one_of(st.none(), amounts, st.just("12.50")), st.one_of(numbers, hostile)),
         },
+        job=job,
     )
     only_pipeline_errors(job.id, lambda: jobs.job_create(**args))
 
 
-@GUARD
+@guard(3)
 @given(st.data())
 def test_job_set_budget(data):
     job = new_job()
     args = draw_args(
         data,
-        {"job_id": job_arg(job), "budget_limit": (amounts, st.one_of(numbers, hostile)), "changed_by": OPTIONAL_TEXT},
+        {"job_id": JOB, "budget_limit": (amounts, st.one_of(numbers, hostile)), "changed_by": OPTIONAL_TEXT},
+        job=job,
     )
     only_pipeline_errors(job.id, lambda: jobs.job_set_budget(**args))
 
 
-@GUARD
+@guard(3)
 @given(st.data())
 def test_job_update_progress(data):
     job = new_job(data.draw(st.sampled_from(["queued", "processing"])))
     args = draw_args(
         data,
         {
-            "job_id": job_arg(job),
+            "job_id": JOB,
             "progress": (st.integers(0, 100), st.one_of(numbers, hostile)),
             "current_stage": (st.one_of(st.none(), STAGE[0]), hostile),
         },
+        job=job,
     )
     only_pipeline_errors(job.id, lambda: jobs.job_update_progress(**args))
 
 
-@GUARD
+@guard(4)
 @given(st.data())
 def test_job_complete_fail_cancel(data):
     job = new_job(data.draw(st.sampled_from(["queued", "processing"])))
@@ -256,27 +291,27 @@ def test_job_complete_fail_cancel(data):
         jobs.stage_complete(job_id=job.id, stage_name="audio_analysis")
     action = data.draw(st.sampled_from(["complete", "fail", "cancel"]))
     if action == "complete":
-        args = draw_args(data, {"job_id": job_arg(job), "video_url": TEXT})
+        args = draw_args(data, {"job_id": JOB, "video_url": TEXT}, job=job)
         only_pipeline_errors(job.id, lambda: jobs.job_complete(**args))
     elif action == "fail":
-        args = draw_args(data, {"job_id": job_arg(job), "error": ERROR})
+        args = draw_args(data, {"job_id": JOB, "error": ERROR}, job=job)
         only_pipeline_errors(job.id, lambda: jobs.job_fail(**args))
     else:
-        args = draw_args(data, {"job_id": job_arg(job), "reason": OPTIONAL_TEXT})
+        args = draw_args(data, {"job_id": JOB, "reason": OPTIONAL_TEXT}, job=job)
         only_pipeline_errors(job.id, lambda: jobs.job_cancel(**args))
 
 
-@GUARD
+@guard(4)
 @given(st.data())
 def test_stage_start_complete_fail(data):
     job = new_job(data.draw(st.sampled_from(["queued", "processing"])))
     if data.draw(st.booleans()):
         JobStage.objects.filter(job=job).update(attempts=data.draw(st.integers(32760, 32767)))
     action = data.draw(st.sampled_from(["start", "complete", "fail"]))
-    spec = {"job_id": job_arg(job), "stage_name": (st.just("audio_analysis") | STAGE[0], hostile), "metadata": METADATA}
+    spec = {"job_id": JOB, "stage_name": (st.just("audio_analysis") | STAGE[0], hostile), "metadata": METADATA}
     if action == "fail":
         spec["error"] = (st.one_of(st.none(), ERROR[0]), ERROR[1])
-    args = draw_args(data, spec)
+    args = draw_args(data, spec, job=job)
     call = {"start": jobs.stage_start, "complete": jobs.stage_complete, "fail": jobs.stage_fail}[action]
     only_pipeline_errors(job.id, lambda: call(**args))
 
@@ -284,7 +319,7 @@ def test_stage_start_complete_fail(data):
 # --------------------------------------------------------------------------- the cost tracker
 
 
-@GUARD
+@guard(9)
 @given(st.data())
 def test_track_cost(data):
     job = new_job(data.draw(st.sampled_from(["queued", "processing"])))
@@ -295,7 +330,7 @@ def test_track_cost(data):
     args = draw_args(
         data,
         {
-            "job_id": job_arg(job),
+            "job_id": JOB,
             "stage": STAGE,
             "api_name": API,
             "cost": OPTIONAL_MONEY,
@@ -305,22 +340,23 @@ def test_track_cost(data):
             "enforce": FLAG,
             "limit": OPTIONAL_MONEY,
         },
+        job=job,
     )
     only_pipeline_errors(job.id, lambda: costs.track_cost(**args))
 
 
-@GUARD
+@guard(3)
 @given(st.data())
 def test_reads_and_checks(data):
     job = new_job()
     costs.track_cost(job.id, "video_generation", "svd", Decimal("0.06"))
     action = data.draw(st.sampled_from(["total", "check", "enforce", "summary"]))
-    spec: dict[str, Arg] = {"job_id": job_arg(job)}
+    spec: dict[str, Arg] = {"job_id": JOB}
     if action == "check":
         spec["new_cost"] = MONEY
     if action in ("check", "enforce"):
         spec["limit"] = OPTIONAL_MONEY
-    args = draw_args(data, spec)
+    args = draw_args(data, spec, job=job)
     call: Callable[..., Any] = {
         "total": costs.get_total_cost,
         "check": costs.check_budget,
@@ -330,15 +366,14 @@ def test_reads_and_checks(data):
     only_pipeline_errors(job.id, lambda: call(**args))
 
 
-@GUARD
+@guard(6)
 @given(st.data())
 def test_reserve_and_reservation(data):
     job = new_job()
     if data.draw(st.booleans()):
         jobs.job_cancel(job_id=job.id)
     args = draw_args(
-        data,
-        {"job_id": job_arg(job), "stage": STAGE, "api_name": API, "estimate": MONEY, "limit": OPTIONAL_MONEY},
+        data, {"job_id": JOB, "stage": STAGE, "api_name": API, "estimate": MONEY, "limit": OPTIONAL_MONEY}, job=job
     )
     if data.draw(st.booleans()):
         only_pipeline_errors(job.id, lambda: costs.reserve(**args))
@@ -353,7 +388,7 @@ def test_reserve_and_reservation(data):
     only_pipeline_errors(job.id, block)
 
 
-@GUARD
+@guard(4)
 @given(st.data())
 def test_settle_release_renew(data):
     job = new_job()
@@ -367,27 +402,26 @@ def test_settle_release_renew(data):
         Job.objects.filter(id=job.id).update(total_cost=Decimal("99999999"))
     if data.draw(st.booleans()):
         jobs.job_cancel(job_id=job.id)  # releases the hold only after commit: here it stays active
-    holds: Arg = (st.sampled_from([hold, hold.id, str(hold.id)]), hostile)
     action = data.draw(st.sampled_from(["settle", "release", "renew", "release_job"]))
     if action == "settle":
-        args = draw_args(data, {"hold": holds, "actual_cost": MONEY})
+        args = draw_args(data, {"hold": HOLD_ARG, "actual_cost": MONEY}, job=job, hold=hold)
         only_pipeline_errors(job.id, lambda: costs.settle(**args))
     elif action == "release":
-        args = draw_args(data, {"hold": holds})
+        args = draw_args(data, {"hold": HOLD_ARG}, job=job, hold=hold)
         only_pipeline_errors(job.id, lambda: costs.release(**args))
     elif action == "renew":
-        args = draw_args(data, {"hold": holds})
+        args = draw_args(data, {"hold": HOLD_ARG}, job=job, hold=hold)
         only_pipeline_errors(job.id, lambda: costs.renew_hold(**args))
     else:
-        args = draw_args(data, {"job_id": job_arg(job)})
+        args = draw_args(data, {"job_id": JOB}, job=job, hold=hold)
         only_pipeline_errors(job.id, lambda: costs.release_job_holds(**args))
 
 
-@GUARD
+@guard(2)
 @given(st.data())
 def test_prices(data):
     job = new_job()
-    args = draw_args(data, {"api_name": API, "quantity": (st.integers(0, 100), st.one_of(numbers, hostile))})
+    args = draw_args(data, {"api_name": API, "quantity": (st.integers(0, 100), st.one_of(numbers, hostile))}, job=job)
     only_pipeline_errors(job.id, lambda: costs.estimate_cost(**args))
     only_pipeline_errors(job.id, lambda: costs.get_price(args["api_name"]))
     only_pipeline_errors(job.id, lambda: costs.validate_money(args["quantity"]))
@@ -396,7 +430,7 @@ def test_prices(data):
 # --------------------------------------------------------------------------- the selectors
 
 
-@GUARD
+@guard(6)
 @given(st.data())
 def test_selectors(data):
     job = new_job()
@@ -405,20 +439,20 @@ def test_selectors(data):
     )
     history: Arg = (st.one_of(st.none(), st.integers(0, 50)), st.one_of(numbers, hostile))
     spec: dict[str, Arg] = {
-        "get": {"job_id": job_arg(job)},
+        "get": {"job_id": JOB},
         "list": {
             "user_id": (st.sampled_from([USER, str(USER)]), hostile),
             "status": (st.sampled_from([None, "queued", "processing"]), hostile),
         },
-        "stages": {"job_id": job_arg(job)},
-        "costs": {"job_id": job_arg(job)},
+        "stages": {"job_id": JOB},
+        "costs": {"job_id": JOB},
         "medians": {
             "stage_names": (st.lists(STAGE[0], max_size=4), st.one_of(st.lists(hostile), hostile)),
             "history": history,
         },
         "median": {"stage_name": STAGE, "history": history},
-        "estimate": {"job_id": job_arg(job)},
-        "parse_job": {"job_id": job_arg(job)},
+        "estimate": {"job_id": JOB},
+        "parse_job": {"job_id": JOB},
         "parse_user": {"user_id": (st.just(USER), hostile)},
     }[action]
     call: Callable[..., Any] = {
@@ -432,7 +466,7 @@ def test_selectors(data):
         "parse_job": parse_job_id,
         "parse_user": parse_user_id,
     }[action]
-    args = draw_args(data, spec)
+    args = draw_args(data, spec, job=job)
     only_pipeline_errors(job.id, lambda: call(**args))
 
 
