@@ -182,9 +182,18 @@ def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | N
     """Seconds the job still needs: for each stage not yet completed, its median recent duration.
 
     A stage that is running counts only for what is left of its median (never below zero);
-    a stage with no history counts ``DEFAULT_STAGE_SECONDS``.
+    a stage with no history counts ``DEFAULT_STAGE_SECONDS``. ``stages`` (the job's ``JobStage``
+    rows, when the caller has them) saves a query.
+
+    Raises:
+        ValidationError: a malformed job id, or ``stages`` that are not ``JobStage`` rows.
     """
     pk = parse_job_id(job_id)
+    if stages is not None:
+        given = list(stages) if isinstance(stages, Iterable) and not isinstance(stages, str | bytes) else None
+        if given is None or not all(isinstance(stage, JobStage) for stage in given):
+            raise ValidationError("stages must be the job's JobStage rows (or None to read them)")
+        stages = given
     rows = {s.stage_name: s for s in (stages if stages is not None else JobStage.objects.filter(job_id=pk))}
     default = float(app_settings.DEFAULT_STAGE_SECONDS)
     remaining = [

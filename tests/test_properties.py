@@ -451,7 +451,7 @@ def test_selectors(data):
             "history": history,
         },
         "median": {"stage_name": STAGE, "history": history},
-        "estimate": {"job_id": JOB},
+        "estimate": {"job_id": JOB, "stages": (st.just(None), st.one_of(st.lists(hostile, max_size=3), hostile))},
         "parse_job": {"job_id": JOB},
         "parse_user": {"user_id": (st.just(USER), hostile)},
     }[action]
