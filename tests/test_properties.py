@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -220,12 +221,20 @@ def snapshot(job_id: uuid.UUID) -> tuple[Any, ...]:
 def only_pipeline_errors(job_id: uuid.UUID, call: Callable[[], Any]) -> None:
     """Run ``call``: it may succeed; if it fails, with a PipelineError and the database untouched."""
     before = snapshot(job_id)
+    # A savepoint, rolled back only when something other than a PipelineError escapes: a raw database
+    # error would otherwise abort the test's transaction on PostgreSQL and every later example with it
+    # (Hypothesis would then report a flaky strategy instead of the input that failed).
+    savepoint = transaction.savepoint()
     try:
         result = call()
         if hasattr(result, "__iter__") and not isinstance(result, str | dict):
             list(result)  # querysets run here
     except PipelineError:
         assert snapshot(job_id) == before, "a refused call changed the database"
+    except BaseException:
+        transaction.savepoint_rollback(savepoint)
+        raise
+    transaction.savepoint_commit(savepoint)
 
 
 def new_job(status: str = "processing", budget: str = "1000") -> Job:
