@@ -1,7 +1,9 @@
 """Admin for the pipeline's jobs and their cost ledger.
 
 Jobs change state only through the lifecycle service (``common.services.jobs``),
-so the admin shows them read-only apart from the budget, and offers a "cancel"
+so the admin shows them read-only apart from the budget, which it changes through
+:func:`~common.services.jobs.job_set_budget` (the row locked, only the budget
+written, so spend charged while the form was open is kept), and offers a "cancel"
 action that calls :func:`~common.services.jobs.job_cancel`. The cost ledger is
 append-only: nobody, superusers included, may add, change or delete a row here.
 Every changelist column comes from the listed row itself, so a page of 100 jobs
@@ -16,14 +18,17 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Prefetch, QuerySet
+from django.forms.formsets import BaseFormSet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
-from common.services.jobs import job_cancel
+from common.services.costs import format_money, validate_money
+from common.services.jobs import job_cancel, job_set_budget
 from common.services.recovery import job_fail_worker_lost, job_requeue
 
 __all__ = ["JobAdmin", "JobCostAdmin", "export_jobs_csv"]
@@ -143,6 +148,22 @@ class JobCostInline(_ReadOnlyInline):
     readonly_fields = fields
 
 
+class JobBudgetForm(forms.ModelForm):
+    """The job change form: the budget is checked with the cost tracker's money rules."""
+
+    class Meta:
+        model = Job
+        fields = ("budget_limit",)
+
+    def clean_budget_limit(self) -> Decimal:
+        """A non-negative amount with at most 6 decimal places and 8 integer digits."""
+        value = self.cleaned_data["budget_limit"]
+        try:
+            return validate_money(value, name="budget_limit")
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     """Jobs: status, stage, progress and spend against budget; cancel or export the selection."""
@@ -163,6 +184,7 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     list_per_page = 100
     show_full_result_count = False
+    form = JobBudgetForm
     actions = ("cancel_jobs", "export_csv", "requeue_stale_jobs", "fail_stale_jobs")
     inlines = (JobStageInline, JobCostInline)
     fieldsets = (
@@ -200,6 +222,30 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         """A job's ledger must outlive it, so jobs are cancelled, never deleted, here."""
         return False
+
+    def save_model(self, request: HttpRequest, obj: Job, form: forms.ModelForm, change: bool) -> None:
+        """Change the budget through ``job_set_budget``; never save the row the form was built from.
+
+        ``ModelAdmin.save_model`` would write every column of the row loaded at the start of the
+        request, erasing spend charged since then (issue 10 item 2).
+        """
+        old, new = _budget_change(form)
+        if not change or new is None or new == old:
+            return
+        saved = job_set_budget(job_id=obj.pk, budget_limit=new, changed_by=_who(request))
+        for field in ("budget_limit", "total_cost", "reserved_cost", "updated_at"):
+            setattr(obj, field, getattr(saved, field))
+
+    def construct_change_message(
+        self, request: HttpRequest, form: forms.Form, formsets: Iterable[BaseFormSet], add: bool = False
+    ) -> list[dict[str, dict[str, list[str]]]]:
+        """The history line for a budget change names both figures ("Changed budget limit from 5.00 to 8.00.")."""
+        if add:
+            return super().construct_change_message(request, form, formsets, add)
+        old, new = _budget_change(form)
+        if new is None or new == old:
+            return []  # "No fields changed."
+        return [{"changed": {"fields": [f"budget limit from {format_money(old)} to {format_money(new)}"]}}]
 
     @admin.display(description="Budget used")
     def budget_used(self, obj: Job) -> str:
@@ -265,6 +311,18 @@ class JobAdmin(admin.ModelAdmin):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="jobs-{stamp}.csv"'
         return response
+
+
+def _budget_change(form: forms.BaseForm) -> tuple[Decimal | None, Decimal | None]:
+    """The budget as loaded for this request and as submitted (compared as amounts, not as text)."""
+    return form.initial.get("budget_limit"), form.cleaned_data.get("budget_limit")
+
+
+def _who(request: HttpRequest) -> str:
+    """The operator's name for the budget log (the admin history keeps the user id as well)."""
+    user = getattr(request, "user", None)
+    name = user.get_username() if user is not None and hasattr(user, "get_username") else ""
+    return f"admin:{name or '?'}"
 
 
 @admin.register(JobCost)

@@ -9,6 +9,7 @@ refuse updates and deletes.
 
 from __future__ import annotations
 
+import math
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,11 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.errors import ValidationError
+
 __all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_MONEY",
     "HoldStatus",
     "Job",
     "JobCost",
@@ -25,12 +30,111 @@ __all__ = [
     "JobStage",
     "JobStatus",
     "StageStatus",
+    "clean_json",
+    "clean_text",
     "default_budget_limit",
 ]
 
 MONEY_DIGITS = 14
 MONEY_PLACES = 6
 ZERO = Decimal("0")
+MAX_MONEY = Decimal("99999999.999999")  # the largest numeric(14, 6)
+MAX_ATTEMPTS = 32767  # PositiveSmallIntegerField: smallint on PostgreSQL
+JSON_MAX_DEPTH = 32
+JSON_MAX_INT = 2**63 - 1  # what PostgreSQL's bigint and SQLite's integer hold; JSON readers beyond it differ
+
+
+# --------------------------------------------------------------------------- values these tables accept
+#
+# PostgreSQL refuses NUL in text and NaN in JSON, and no database encodes a lone surrogate; SQLite
+# accepts some of what PostgreSQL refuses. The services check their input with these two functions so
+# that the same value is refused on both, by name, before anything is written.
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def clean_text(value: object, *, field: str, max_length: int | None = None, blank: bool = False) -> str:
+    """Return ``value`` when it is a string a text column can store, else raise ``ValidationError`` naming ``field``.
+
+    Refused: non-strings, empty or blank strings (unless ``blank``), NUL characters, lone
+    surrogates (not UTF-8), and strings longer than ``max_length``.
+    """
+    if not isinstance(value, str) or not (blank or value.strip()):
+        kind = "a string" if blank else "a non-empty string"
+        raise ValidationError(f"{field} must be {kind}, got {_shown(value)}", details={"field": field})
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(
+            f"{field} is longer than {max_length} characters: {_shown(value)}", details={"field": field}
+        )
+    if "\x00" in value:
+        raise ValidationError(
+            f"{field} must not contain NUL (\\x00) characters: {_shown(value)}", details={"field": field}
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{field} is not valid Unicode text (it holds a lone surrogate): {_shown(value)}",
+            details={"field": field},
+        ) from None
+    return value
+
+
+def clean_json(value: object, *, field: str) -> Any:
+    """Return ``value`` when it is plain JSON a JSON column stores unchanged, else raise ``ValidationError``.
+
+    Plain JSON: dicts with string keys, lists (or tuples), strings (see :func:`clean_text`),
+    finite floats, integers within 64 bits, booleans and ``None``, nested at most
+    ``JSON_MAX_DEPTH`` deep. ``Decimal``, ``set``, ``datetime``, bytes, NaN and
+    infinities are refused (convert them first: money as a string). The message names
+    the offending path, e.g. ``metadata['clips'][3]['cost']``.
+    """
+    _check_json(value, field, 0)
+    return value
+
+
+def _check_json(value: object, path: str, depth: int) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        clean_text(value, field=path, blank=True)
+        return
+    if isinstance(value, int):
+        if abs(value) > JSON_MAX_INT:
+            raise ValidationError(f"{path} is outside the 64-bit integer range", details={"field": path})
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{path} must be a finite number, got {value!r}", details={"field": path})
+        return
+    if depth >= JSON_MAX_DEPTH:
+        raise ValidationError(f"{path} is nested more than {JSON_MAX_DEPTH} levels deep", details={"field": path})
+    if isinstance(value, dict):
+        base = path.split("[", 1)[0] if depth == 0 else path
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"{base} keys must be strings, got {_shown(key)}", details={"field": path})
+            try:
+                clean_text(key, field=f"{path} key", blank=True)
+            except ValidationError:
+                raise ValidationError(
+                    f"{base} keys must be text without NUL or lone surrogates, got {_shown(key)}",
+                    details={"field": path},
+                ) from None
+            _check_json(item, f"{path}[{key!r}]", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+        return
+    raise ValidationError(
+        f"{path} must be plain JSON (str, int, float, bool, None, list, dict), got {type(value).__name__}"
+        f" {_shown(value)}; convert it first (money as a string)",
+        details={"field": path},
+    )
 
 
 def default_budget_limit() -> Decimal:
@@ -254,7 +358,9 @@ class JobCostHold(models.Model):
     """Budget held for an expensive call before it is made; settled with the actual cost or released.
 
     Open holds count against the budget (their sum is ``Job.reserved_cost``) until they are older
-    than ``RESERVATION_TTL_SECONDS``, so a crashed worker cannot block a job forever.
+    than ``RESERVATION_TTL_SECONDS``, so a crashed worker cannot block a job forever. A hold's
+    term runs from ``created_at``: keeping a hold alive (``costs.renew_hold``) moves it to now, so
+    every reader of expiry (the lazy expiry, sweeps, reports) needs no other column.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

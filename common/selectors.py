@@ -26,7 +26,7 @@ from django.utils import timezone
 from common.conf import app_settings
 from common.db import boundary
 from common.errors import ConfigError, ValidationError
-from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus
+from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus, clean_text
 
 __all__ = [
     "STALE_LEASE_EXPIRED",
@@ -56,6 +56,7 @@ __all__ = [
 JOB_NOT_FOUND = "JOB_NOT_FOUND"
 INVALID_JOB_ID = "INVALID_JOB_ID"
 INVALID_USER_ID = "INVALID_USER_ID"
+MAX_HISTORY = 10_000
 
 
 def _parse_uuid(value: UUID | str, what: str, code: str) -> UUID:
@@ -64,7 +65,8 @@ def _parse_uuid(value: UUID | str, what: str, code: str) -> UUID:
     try:
         return uuid.UUID(str(value))
     except (ValueError, AttributeError, TypeError):
-        raise ValidationError(f"{value!r} is not a valid {what} (expected a UUID)", code=code) from None
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+        raise ValidationError(f"{shown} is not a valid {what} (expected a UUID)", code=code) from None
 
 
 def parse_job_id(job_id: UUID | str) -> UUID:
@@ -114,7 +116,7 @@ def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> Quer
     """
     qs = Job.objects.filter(user_id=parse_user_id(user_id)).order_by("-created_at")
     if status is not None:
-        if status not in JobStatus.values:
+        if not isinstance(status, str) or status not in JobStatus.values:
             raise ValidationError(f"unknown job status {status!r}; expected one of {', '.join(JobStatus.values)}")
         qs = qs.filter(status=status)
     return qs
@@ -160,9 +162,15 @@ def stage_median_durations(*, stage_names: Iterable[str], history: int | None = 
 
     One query on PostgreSQL (a ``UNION ALL`` of per-stage index scans), one per stage on SQLite.
     ``history`` defaults to the ``ESTIMATE_HISTORY_JOBS`` app setting.
+
+    Raises:
+        ValidationError: a stage name that is not text a column can hold, or ``history`` that is
+            not a whole number from 0 to ``MAX_HISTORY``.
     """
-    names = tuple(dict.fromkeys(stage_names))
-    limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else history
+    if isinstance(stage_names, str) or not isinstance(stage_names, Iterable):
+        raise ValidationError(f"stage_names must be a list of stage names, got {type(stage_names).__name__}")
+    names = tuple(dict.fromkeys(clean_text(name, field="stage_name", max_length=64) for name in stage_names))
+    limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else _history(history)
     durations: dict[str, list[int]] = {name: [] for name in names}
     if names and limit > 0:
         rows: Iterable[tuple[str, int | None]]
@@ -178,9 +186,16 @@ def stage_median_durations(*, stage_names: Iterable[str], history: int | None = 
     return {name: float(statistics.median(values)) if values else None for name, values in durations.items()}
 
 
+def _history(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HISTORY:
+        raise ValidationError(f"history must be a whole number from 0 to {MAX_HISTORY}, got {value!r}")
+    return value
+
+
 @boundary
 def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
     """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``."""
+    clean_text(stage_name, field="stage_name", max_length=64)
     return stage_median_durations(stage_names=[stage_name], history=history)[stage_name]
 
 
@@ -189,9 +204,18 @@ def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | N
     """Seconds the job still needs: for each stage not yet completed, its median recent duration.
 
     A stage that is running counts only for what is left of its median (never below zero);
-    a stage with no history counts ``DEFAULT_STAGE_SECONDS``.
+    a stage with no history counts ``DEFAULT_STAGE_SECONDS``. ``stages`` (the job's ``JobStage``
+    rows, when the caller has them) saves a query.
+
+    Raises:
+        ValidationError: a malformed job id, or ``stages`` that are not ``JobStage`` rows.
     """
     pk = parse_job_id(job_id)
+    if stages is not None:
+        given = list(stages) if isinstance(stages, Iterable) and not isinstance(stages, str | bytes) else None
+        if given is None or not all(isinstance(stage, JobStage) for stage in given):
+            raise ValidationError("stages must be the job's JobStage rows (or None to read them)")
+        stages = given
     rows = {s.stage_name: s for s in (stages if stages is not None else JobStage.objects.filter(job_id=pk))}
     default = float(app_settings.DEFAULT_STAGE_SECONDS)
     remaining = [

@@ -309,3 +309,125 @@ def test_export_makes_the_same_number_of_queries_for_1_and_100_jobs(staff):
     one = export_queries()
     add_jobs(99)
     assert export_queries() == one
+
+
+# --------------------------------------------------------------------------- budget edits (issue 10 item 2)
+
+
+def charge_from_another_connection(job_id, amount: str) -> None:
+    """A worker's real charge: its own thread and database connection, committed before this returns."""
+    from common.services import costs
+    from tests.services.costs_helpers import run_threads
+
+    run_threads(1, lambda i: costs.track_cost(job_id, "video_generation", "svd", Decimal(amount)))
+
+
+def ledger_sum(job_id) -> Decimal:
+    from common.services import costs
+
+    return costs.money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=costs.money_sum())["s"])
+
+
+def operator() -> User:
+    user = User.objects.create_user("operator", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["view_job", "change_job"]))
+    return User.objects.get(pk=user.pk)  # fresh, so the permission cache is empty
+
+
+@pytest.mark.django_db(transaction=True)
+def test_budget_edit_keeps_a_charge_committed_between_the_admins_load_and_save():
+    """The admin's own steps (get_object, then the form, save_form and save_model), a worker charging in between."""
+    from common.services import costs
+
+    job = make_job(costs=0, budget="5")
+    costs.track_cost(job.id, "video_generation", "svd", Decimal("5.00"))
+    request = RequestFactory().post("/")
+    request.user = operator()
+    model_admin = JobAdmin(Job, django_admin.site)
+    loaded = model_admin.get_object(request, str(job.pk))  # what the change view edits
+    charge_from_another_connection(job.id, "1.00")  # committed meanwhile
+    form = model_admin.get_form(request, loaded, change=True)({"budget_limit": "8"}, instance=loaded)
+    assert form.is_valid(), form.errors
+    model_admin.save_model(request, model_admin.save_form(request, form, change=True), form, change=True)
+    job.refresh_from_db()
+    assert job.budget_limit == Decimal("8")
+    assert job.total_cost == Decimal("6.00")  # seen before the fix: 5.00, with 6.00 in the ledger
+    assert ledger_sum(job.id) == job.total_cost
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_budget_edit_over_http_keeps_a_concurrent_charge_and_records_who(monkeypatch):
+    """The whole change view (one transaction on PostgreSQL); a worker's charge commits after the row was read."""
+    from django.contrib.admin.models import LogEntry
+
+    from common.services import costs
+
+    job = make_job(costs=0, budget="5")
+    costs.track_cost(job.id, "video_generation", "svd", Decimal("5.00"))
+    user = operator()
+    client = Client()
+    client.force_login(user)
+    load = JobAdmin.get_object
+
+    def load_then_charge(self, request, object_id, from_field=None):
+        loaded = load(self, request, object_id, from_field)
+        if request.method == "POST":
+            charge_from_another_connection(job.id, "1.00")
+        return loaded
+
+    monkeypatch.setattr(JobAdmin, "get_object", load_then_charge)
+    response = client.post(reverse("admin:common_job_change", args=[job.pk]), change_form_data(job, "8"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job.refresh_from_db()
+    assert (job.budget_limit, job.total_cost) == (Decimal("8"), Decimal("6.00"))
+    assert ledger_sum(job.id) == job.total_cost
+    entry = LogEntry.objects.get(object_id=str(job.pk))
+    assert entry.user_id == user.pk
+    assert entry.get_change_message() == "Changed budget limit from 5.00 to 8.00."
+
+
+def change_form_data(job: Job, budget: str) -> dict[str, str]:
+    data = {
+        "budget_limit": budget,
+        "stages-TOTAL_FORMS": "0",
+        "stages-INITIAL_FORMS": "0",
+        "stages-MIN_NUM_FORMS": "0",
+        "stages-MAX_NUM_FORMS": "1000",
+        "costs-TOTAL_FORMS": "0",
+        "costs-INITIAL_FORMS": "0",
+        "costs-MIN_NUM_FORMS": "0",
+        "costs-MAX_NUM_FORMS": "1000",
+    }
+    stages = list(JobStage.objects.filter(job=job))
+    ledger = list(JobCost.objects.filter(job=job).order_by("timestamp"))
+    data["stages-TOTAL_FORMS"] = data["stages-INITIAL_FORMS"] = str(len(stages))
+    data["costs-TOTAL_FORMS"] = data["costs-INITIAL_FORMS"] = str(len(ledger))
+    for i, stage in enumerate(stages):
+        data[f"stages-{i}-id"], data[f"stages-{i}-job"] = str(stage.pk), str(job.pk)
+    for i, cost in enumerate(ledger):
+        data[f"costs-{i}-id"], data[f"costs-{i}-job"] = str(cost.pk), str(job.pk)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("budget", "fragment"),
+    [("-1", "must not be negative"), ("NaN", "Enter a number"), ("1e9", "8 digits before the decimal point")],
+)
+def test_a_bad_budget_is_a_form_error_and_changes_nothing(staff, budget, fragment):
+    job = make_job()
+    before = Job.objects.filter(pk=job.pk).values().get()
+    response = staff.post(reverse("admin:common_job_change", args=[job.pk]), change_form_data(job, budget))
+    assert response.status_code == 200  # the form again, with the error
+    html = response.content.decode()
+    assert "budget_limit" in html
+    assert any(fragment in str(e) for e in response.context["adminform"].form.errors["budget_limit"]), html[:3000]
+    assert Job.objects.filter(pk=job.pk).values().get() == before
+
+
+def test_saving_an_unchanged_budget_writes_nothing(staff):
+    job = make_job()
+    before = Job.objects.filter(pk=job.pk).values().get()
+    response = staff.post(reverse("admin:common_job_change", args=[job.pk]), change_form_data(job, "20"))
+    assert response.status_code == 302
+    assert Job.objects.filter(pk=job.pk).values().get() == before

@@ -137,3 +137,26 @@ def test_stage_median_durations_is_one_query_on_postgresql():
     assert len(ctx.captured_queries) == (2 if union else 2 * len(names))
     if union:
         assert ctx.captured_queries[0]["sql"].count("UNION ALL") == len(names) - 1
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda: stage_median_durations(stage_names=["audio\x00"]), "stage_name must not contain NUL"),
+        (lambda: stage_median_durations(stage_names=["\ud800"]), "lone surrogate"),
+        (lambda: stage_median_durations(stage_names="audio_analysis"), "must be a list"),
+        (lambda: stage_median_durations(stage_names=[3]), "stage_name must be a non-empty string"),
+        (lambda: stage_median_duration(stage_name="x" * 65), "longer than 64"),
+        (lambda: stage_median_duration(stage_name="audio_analysis", history=10**20), "history must be"),
+        (lambda: stage_median_duration(stage_name="audio_analysis", history=1.5), "history must be"),
+        (lambda: stage_median_duration(stage_name="audio_analysis", history=-1), "history must be"),
+        (lambda: job_list_for_user(user_id=USER, status="queued\x00"), "unknown job status"),
+        (lambda: job_list_for_user(user_id=USER, status=["queued"]), "unknown job status"),
+        (lambda: job_get(job_id="\x00" * 1000), "is not a valid job id"),
+    ],
+)
+def test_hostile_arguments_are_refused_by_name(call, fragment):
+    """NUL and lone surrogates reach PostgreSQL as DataError and a huge LIMIT as an overflow; refused before."""
+    with pytest.raises(ValidationError, match=fragment) as info:
+        call()
+    assert len(info.value.message) < 300

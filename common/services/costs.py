@@ -26,6 +26,14 @@ How the guarantee is kept:
 * Idempotency keys are guarded by the unique index on ``(job_id,
   idempotency_key)``: a racing duplicate's statement fails as a whole (so it
   charges nothing) and the first row is returned.
+* The guarantee's exact edge: enforced charges and reservations never take a job over
+  its budget; a job ends over it only when a call already made cost more than was
+  held for it (a settle above its estimate, a settle of an expired hold, which holds
+  nothing, or an unenforced charge). That spend is recorded and logged at ERROR
+  (``budget_overrun``); the job then fits no enforced charge until its budget is
+  raised. :func:`renew_hold` keeps a long call's hold from expiring. A finished job
+  refuses reservations and enforced charges (``JOB_FINISHED``); its late unenforced
+  charges and settles are recorded with a ``late_charge`` warning.
 * Threshold warnings need no extra state: charges on one job are serialised, so
   exactly one charge moves the total from below ``t * budget`` to at or above it,
   and that charge logs the warning (once per job and threshold, across processes).
@@ -64,7 +72,15 @@ from common.conf import app_settings
 from common.db import boundary
 from common.errors import BudgetExceededError, ValidationError
 from common.log import get_logger
-from common.models import HoldStatus, Job, JobCost, JobCostHold
+from common.models import (
+    ACTIVE_JOB_STATUSES,
+    MAX_MONEY,
+    HoldStatus,
+    Job,
+    JobCost,
+    JobCostHold,
+    clean_text,
+)
 from common.selectors import job_not_found, parse_job_id
 
 if TYPE_CHECKING:
@@ -82,6 +98,7 @@ __all__ = [
     "aget_total_cost",
     "ajob_cost_summary",
     "arelease",
+    "arenew_hold",
     "areservation",
     "areserve",
     "asettle",
@@ -101,6 +118,7 @@ __all__ = [
     "release",
     "release_holds_on_finish",
     "release_job_holds",
+    "renew_hold",
     "reservation",
     "reserve",
     "settle",
@@ -115,13 +133,15 @@ P = ParamSpec("P")
 
 MONEY_PLACES = 6
 MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
-MAX_MONEY = Decimal("99999999.999999")  # DecimalField(14, 6)
 QUANTITY_PLACES = 4
 MAX_QUANTITY = Decimal("9999999999.9999")  # DecimalField(14, 4)
 ZERO = Decimal(0)
 MICRO = 10**MONEY_PLACES
 UNITS = ("call", "image", "second", "1k_tokens", "clip", "minute")
 IDEMPOTENCY_CONSTRAINT = "job_costs_unique_idempotency_key"
+JOB_FINISHED = "JOB_FINISHED"
+HOLD_EXPIRED = "HOLD_EXPIRED"
+HOLD_CLOSED = "HOLD_CLOSED"
 LOCKED_RETRY_SECONDS = 30.0  # how long a SQLite writer keeps retrying "database is locked"
 
 
@@ -172,6 +192,7 @@ def get_price(api_name: str) -> ApiPrice:
     Raises:
         ValidationError: the API is not in the price table (the message lists the known ones).
     """
+    api_name = _name(api_name, "api_name", 64)
     table = get_price_table()
     try:
         return table[api_name]
@@ -222,7 +243,7 @@ def validate_money(value: object, *, name: str = "cost") -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MONEY_PLACES and amount != amount.quantize(MONEY_QUANTUM):
         raise ValidationError(f"{name} {amount:f} has more than {MONEY_PLACES} decimal places", details={"field": name})
-    return amount.quantize(MONEY_QUANTUM)
+    return amount.quantize(MONEY_QUANTUM) + 0  # + 0: -0 becomes 0
 
 
 def _quantity(value: object) -> Decimal | None:
@@ -239,15 +260,11 @@ def _quantity(value: object) -> Decimal | None:
         raise ValidationError(f"quantity {value!r} is out of range") from None
     if quantized != amount:
         raise ValidationError(f"quantity {amount:f} has more than {QUANTITY_PLACES} decimal places")
-    return quantized
+    return quantized + 0  # -0 becomes 0
 
 
 def _name(value: object, field: str, max_length: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} must be a non-empty string, got {value!r}")
-    if len(value) > max_length:
-        raise ValidationError(f"{field} is longer than {max_length} characters: {value[:40]!r}...")
-    return value
+    return clean_text(value, field=field, max_length=max_length)
 
 
 def _optional_name(value: object, field: str, max_length: int) -> str | None:
@@ -310,11 +327,17 @@ class _Locked:
     total: Decimal
     reserved: Decimal
     budget: Decimal
+    status: str
+
+    @property
+    def finished(self) -> bool:
+        """True for a completed, failed or cancelled job."""
+        return self.status not in ACTIVE_JOB_STATUSES
 
 
 def _lock_job(job_id: UUID, now: datetime) -> _Locked:
     """Lock the job row, expire stale holds and recompute the reserved sum, with fresh statements."""
-    row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "budget_limit").first()
+    row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "budget_limit", "status").first()
     if row is None:
         raise job_not_found(job_id)
     cutoff = now - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
@@ -324,7 +347,96 @@ def _lock_job(job_id: UUID, now: datetime) -> _Locked:
     reserved = sum(open_holds.values_list("amount", flat=True), ZERO)
     if expired:  # a path that returns early (releasing a closed hold) must not leave them in reserved_cost
         Job.objects.filter(id=job_id).update(reserved_cost=reserved)
-    return _Locked(total=row[0], reserved=reserved, budget=row[1])
+    return _Locked(total=row[0], reserved=reserved, budget=row[1], status=row[2])
+
+
+def _finished(job_id: UUID, status: str, what: str) -> ValidationError:
+    """The refusal of a reservation or enforced charge on a completed, failed or cancelled job."""
+    return ValidationError(
+        f"{what} refused for job {job_id}: the job is {status}, and a finished job takes no new reservations"
+        " or enforced charges (record a call that was already made with enforce=False)",
+        job_id=job_id,
+        code=JOB_FINISHED,
+        details={"status": status},
+    )
+
+
+def _new_total(job_id: UUID, total: Decimal, cost: Decimal) -> Decimal:
+    """``total + cost``, refused when it would not fit the money column (numeric(14, 6))."""
+    new_total = total + cost
+    if new_total > MAX_MONEY:
+        raise ValidationError(
+            f"{format_money(cost)} refused for job {job_id}: total_cost would be {format_money(new_total)}, more"
+            f" than the largest amount the column holds ({MAX_MONEY})",
+            job_id=job_id,
+            details={"field": "total_cost", "total": format_money(total), "attempted": format_money(cost)},
+        )
+    return new_total
+
+
+def _spent_logs(
+    job_id: UUID,
+    *,
+    old_total: Decimal,
+    new_total: Decimal,
+    budget: Decimal,
+    status: str,
+    cost: Decimal,
+    what: str,
+    held: Decimal | None = None,
+    hold_status: str | None = None,
+) -> None:
+    """After commit: ERROR when recorded spend took the job over its budget, WARNING for a finished job's charge.
+
+    Enforced charges and reservations never get here over budget (unless a ``limit=`` above
+    the budget was passed); what does is a call already made that cost more than its hold:
+    a settle above its estimate, a settle of an expired hold, or an unenforced charge.
+    """
+    over = new_total > budget and new_total > old_total
+    late = status not in ACTIVE_JOB_STATUSES
+    if not (over or late):
+        return
+    held_text = format_money(held if held is not None else ZERO)
+
+    def log() -> None:
+        if over:
+            logger.error(
+                "job %s is over its budget after a %s: the call cost %s against %s held; spent %s of %s",
+                job_id,
+                what,
+                format_money(cost),
+                held_text,
+                format_money(new_total),
+                format_money(budget),
+                extra={
+                    "job_id": str(job_id),
+                    "event": "budget_overrun",
+                    "source": what,
+                    "actual": format_money(cost),
+                    "held": held_text,
+                    "hold_status": hold_status,
+                    "spent": format_money(new_total),
+                    "budget": format_money(budget),
+                    "overspend": format_money(new_total - budget),
+                },
+            )
+        if late:
+            logger.warning(
+                "job %s is already %s: %s of %s recorded after the job ended",
+                job_id,
+                status,
+                what,
+                format_money(cost),
+                extra={
+                    "job_id": str(job_id),
+                    "event": "late_charge",
+                    "source": what,
+                    "job_status": status,
+                    "cost": format_money(cost),
+                },
+            )
+
+    transaction.on_commit(log)
 
 
 def _crossed_thresholds(job_id: UUID, old_total: Decimal, new_total: Decimal, budget: Decimal) -> None:
@@ -385,18 +497,20 @@ _PG_CHARGE = """
 WITH j AS (
     UPDATE jobs SET total_cost = total_cost + %(cost)s
     WHERE id = %(job)s{condition}
-    RETURNING total_cost, budget_limit
+    RETURNING total_cost, budget_limit, status
 ), i AS (
     INSERT INTO job_costs (id, job_id, stage_name, api_name, cost, timestamp{columns})
     SELECT %(id)s, %(job)s, %(stage)s, %(api)s, %(cost)s, %(ts)s{values} FROM j
     RETURNING 1
 )
-SELECT j.total_cost, j.budget_limit FROM j, i
+SELECT j.total_cost, j.budget_limit, j.status FROM j, i
 """
+# A row that does not match goes to the slow path, which says why (over budget, finished job, overflow).
+_ACTIVE_SQL = " AND status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_JOB_STATUSES))
 _PG_CONDITIONS = {
-    "plain": "",
-    "budget": " AND total_cost + reserved_cost + %(cost)s <= budget_limit",
-    "limit": " AND total_cost + reserved_cost + %(cost)s <= %(limit)s",
+    "plain": f" AND total_cost + %(cost)s <= {MAX_MONEY}",
+    "budget": " AND total_cost + reserved_cost + %(cost)s <= budget_limit" + _ACTIVE_SQL,
+    "limit": " AND total_cost + reserved_cost + %(cost)s <= %(limit)s" + _ACTIVE_SQL,
 }
 _PG_EXTRAS = {
     False: ("", ""),
@@ -423,7 +537,7 @@ def _existing(job_id: UUID, key: str) -> JobCost | None:
 
 def _charge_fast(
     conn: BaseDatabaseWrapper, row: JobCost, enforce: bool, limit: Decimal | None
-) -> tuple[Decimal, Decimal] | None:
+) -> tuple[Decimal, Decimal, str] | None:
     """PostgreSQL: charge in one statement; ``None`` when it matched no row (decide on the slow path)."""
     params: dict[str, Any] = {
         "cost": row.cost,
@@ -460,7 +574,7 @@ def _charge_fast(
             result = cursor.fetchone()
     finally:
         raw.prepare_threshold = threshold
-    return None if result is None else (result[0], result[1])
+    return None if result is None else (result[0], result[1], result[2])
 
 
 def _charge_locked(row: JobCost, enforce: bool, limit: Decimal | None) -> tuple[JobCost, bool]:
@@ -471,13 +585,24 @@ def _charge_locked(row: JobCost, enforce: bool, limit: Decimal | None) -> tuple[
         existing = _existing(row.job_id, row.idempotency_key)
         if existing is not None:
             return existing, False
+    if enforce and state.finished:
+        raise _finished(row.job_id, state.status, "charge")
     effective_limit = state.budget if limit is None else limit
     if enforce and state.total + state.reserved + row.cost > effective_limit:
         raise _refusal(row.job_id, state.total, state.reserved, row.cost, effective_limit, "charge")
-    new_total = state.total + row.cost
+    new_total = _new_total(row.job_id, state.total, row.cost)
     Job.objects.filter(id=row.job_id).update(total_cost=new_total, reserved_cost=state.reserved)
     row.save(force_insert=True)
     _crossed_thresholds(row.job_id, state.total, new_total, state.budget)
+    _spent_logs(
+        row.job_id,
+        old_total=state.total,
+        new_total=new_total,
+        budget=state.budget,
+        status=state.status,
+        cost=row.cost,
+        what="charge",
+    )
     return row, True
 
 
@@ -499,10 +624,20 @@ def _insert_charge(row: JobCost, enforce: bool, limit: Decimal | None) -> JobCos
                 raise
             return existing
         if result is not None:
-            new_total, budget = result
+            new_total, budget, status = result
             row._state.adding = False
             row._state.db = conn.alias
-            _crossed_thresholds(row.job_id, new_total - row.cost, new_total, budget)
+            old_total = new_total - row.cost
+            _crossed_thresholds(row.job_id, old_total, new_total, budget)
+            _spent_logs(
+                row.job_id,
+                old_total=old_total,
+                new_total=new_total,
+                budget=budget,
+                status=status,
+                cost=row.cost,
+                what="charge",
+            )
             return row
     recorded, _created = _write(lambda: _charge_locked(row, enforce, limit))
     return recorded
@@ -730,6 +865,8 @@ def reserve(
     def hold() -> JobCostHold:
         now = timezone.now()
         state = _lock_job(job_uuid, now)
+        if state.finished:
+            raise _finished(job_uuid, state.status, "reservation")
         effective = state.budget if checked_limit is None else checked_limit
         if state.total + state.reserved + amount > effective:
             raise _refusal(job_uuid, state.total, state.reserved, amount, effective, "reservation")
@@ -762,8 +899,15 @@ def _hold_job(hold_id: UUID) -> UUID:
 def settle(hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -> JobCost:
     """Record the actual cost of a held call and close the hold; return the ledger row.
 
-    The cost is always recorded (the money is spent), even when it exceeds the
-    estimate or the budget; settling the same hold again returns the first row.
+    The cost is always recorded (the money is spent), even when it exceeds the estimate or
+    the budget, when the hold has expired (an expired hold holds nothing, so its cost is all
+    new spend) or was released, and when the job has finished; settling the same hold again
+    returns the first row. A settle that leaves the job over its budget is logged at ERROR
+    (``event=budget_overrun``, with ``held`` and ``actual``); one on a finished job at WARNING
+    (``event=late_charge``).
+
+    Raises:
+        ValidationError: a bad amount or hold id, or a total too large for the money column.
     """
     hold_id = _hold_id(hold)
     cost = validate_money(actual_cost, name="actual_cost")
@@ -777,6 +921,7 @@ def settle(hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -> JobCos
         if current.status == HoldStatus.SETTLED and current.settled_cost_id is not None:
             return JobCost.objects.get(id=current.settled_cost_id)
         reserved = state.reserved - current.amount if current.status == HoldStatus.ACTIVE else state.reserved
+        new_total = _new_total(job_id, state.total, cost)
         row = JobCost(
             job_id=job_id,
             stage_name=current.stage_name,
@@ -787,22 +932,19 @@ def settle(hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -> JobCos
         )
         row.save(force_insert=True)
         JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.SETTLED, closed_at=now, settled_cost=row)
-        new_total = state.total + cost
         Job.objects.filter(id=job_id).update(total_cost=new_total, reserved_cost=reserved)
         _crossed_thresholds(job_id, state.total, new_total, state.budget)
-        if new_total > state.budget >= state.total:
-
-            def log_over() -> None:
-                logger.warning(
-                    "job %s is over its budget after settling %s: spent %s of %s",
-                    job_id,
-                    format_money(cost),
-                    format_money(new_total),
-                    format_money(state.budget),
-                    extra={"job_id": str(job_id), "event": "budget_overrun", "spent": format_money(new_total)},
-                )
-
-            transaction.on_commit(log_over)
+        _spent_logs(
+            job_id,
+            old_total=state.total,
+            new_total=new_total,
+            budget=state.budget,
+            status=state.status,
+            cost=cost,
+            what="settle",
+            held=current.amount,
+            hold_status=str(current.status),
+        )
         return row
 
     return _write(close)
@@ -826,6 +968,53 @@ def release(hold: JobCostHold | UUID | str) -> JobCostHold:
         return current
 
     return _write(give_back)
+
+
+@_db_boundary
+def renew_hold(hold: JobCostHold | UUID | str) -> JobCostHold:
+    """Keep a hold alive for a long call: its term (``created_at``) restarts now; return the hold.
+
+    Call it at least every ``RESERVATION_TTL_SECONDS`` (say, every third of it) while the call
+    runs. A hold that has already expired is held again when its amount still fits the budget.
+
+    Raises:
+        BudgetExceededError: (code ``HOLD_EXPIRED``) the hold expired and the budget it held has been
+            used meanwhile; nothing changed. Abort the call if you can; a call already made is still
+            recorded by :func:`settle` (and logged as an overrun if it takes the job over budget).
+        ValidationError: (code ``HOLD_CLOSED``) the hold was settled or released (for instance
+            because the job finished): stop the call; (``JOB_FINISHED``) the job has finished;
+            (``HOLD_NOT_FOUND``) no such hold.
+    """
+    hold_id = _hold_id(hold)
+
+    def renew() -> JobCostHold:
+        now = timezone.now()
+        job_id = _hold_job(hold_id)
+        state = _lock_job(job_id, now)  # expires this hold too when its term is over
+        current = JobCostHold.objects.get(id=hold_id)
+        if current.status in (HoldStatus.SETTLED, HoldStatus.RELEASED):
+            raise ValidationError(
+                f"hold {hold_id} of job {job_id} is already {current.status}: there is nothing to keep alive",
+                job_id=job_id,
+                code=HOLD_CLOSED,
+                details={"status": str(current.status)},
+            )
+        if state.finished:
+            raise _finished(job_id, state.status, "keeping a hold alive")
+        if current.status == HoldStatus.ACTIVE:
+            JobCostHold.objects.filter(id=hold_id).update(created_at=now)
+        else:  # expired: hold the amount again if it still fits
+            if state.total + state.reserved + current.amount > state.budget:
+                refusal = _refusal(job_id, state.total, state.reserved, current.amount, state.budget, "renewal")
+                refusal.code = HOLD_EXPIRED
+                refusal.message = f"hold {hold_id} expired and cannot be held again: {refusal.message}"
+                raise refusal
+            JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.ACTIVE, created_at=now, closed_at=None)
+            Job.objects.filter(id=job_id).update(reserved_cost=state.reserved + current.amount)
+        current.refresh_from_db()
+        return current
+
+    return _write(renew)
 
 
 @_db_boundary
@@ -924,6 +1113,16 @@ class Reservation:
         """Async twin of :meth:`settle`."""
         self.cost = await asettle(self.hold, actual_cost)
         return self.cost
+
+    def keep_alive(self) -> JobCostHold:
+        """Restart the hold's term while a long call runs (see :func:`renew_hold`)."""
+        self.hold = renew_hold(self.hold)
+        return self.hold
+
+    async def akeep_alive(self) -> JobCostHold:
+        """Async twin of :meth:`keep_alive`."""
+        self.hold = await arenew_hold(self.hold)
+        return self.hold
 
 
 @contextmanager
@@ -1029,6 +1228,11 @@ async def arelease(hold: JobCostHold | UUID | str) -> JobCostHold:
     return await sync_to_async(release)(hold)
 
 
+async def arenew_hold(hold: JobCostHold | UUID | str) -> JobCostHold:
+    """Async twin of :func:`renew_hold`."""
+    return await sync_to_async(renew_hold)(hold)
+
+
 class CostTracker:
     """The seed's ``cost_tracker`` object: awaitable methods over the functions of this module."""
 
@@ -1070,6 +1274,10 @@ class CostTracker:
     async def release(self, hold: JobCostHold | UUID | str) -> JobCostHold:
         """Give a hold back."""
         return await arelease(hold)
+
+    async def renew_hold(self, hold: JobCostHold | UUID | str) -> JobCostHold:
+        """Keep a hold alive for a long call."""
+        return await arenew_hold(hold)
 
     def reservation(
         self, job_id: UUID | str, stage: str, api_name: str, estimate: Decimal | int, **options: Any

@@ -20,6 +20,7 @@ A started stage is leased to its worker (see :mod:`common.services.leases`).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable
@@ -36,10 +37,10 @@ from django.utils import timezone
 from common.conf import app_settings
 from common.db import boundary
 from common.errors import PipelineError, ValidationError
-from common.log import get_logger
-from common.models import Job, JobCost, JobStage, JobStatus, StageStatus
+from common.log import _to_jsonable, get_logger
+from common.models import MAX_ATTEMPTS, Job, JobCost, JobStage, JobStatus, StageStatus, clean_json, clean_text
 from common.selectors import job_estimate_remaining, job_get, job_lease_duration, parse_user_id
-from common.services.costs import money_from_sum, money_sum
+from common.services.costs import format_money, money_from_sum, money_sum
 
 __all__ = [
     "INVALID_TRANSITION",
@@ -47,6 +48,7 @@ __all__ = [
     "ajob_complete",
     "ajob_create",
     "ajob_fail",
+    "ajob_set_budget",
     "ajob_update_progress",
     "astage_complete",
     "astage_fail",
@@ -58,6 +60,7 @@ __all__ = [
     "job_create",
     "job_fail",
     "job_finished",
+    "job_set_budget",
     "job_update_progress",
     "stage_complete",
     "stage_fail",
@@ -66,6 +69,7 @@ __all__ = [
 
 INVALID_TRANSITION = "INVALID_TRANSITION"
 CANCELLED_CODE = "JOB_CANCELLED"
+TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
 
 # Sent (after the transaction commits) when a job becomes completed, failed or cancelled.
 # Receivers get ``job`` (the Job instance) and ``status``; the cost tracker can release open holds here.
@@ -100,6 +104,7 @@ def _require_active(job: Job, action: str) -> None:
 
 
 def _check_stage_name(stage_name: str) -> None:
+    clean_text(stage_name, field="stage_name", max_length=64)
     stages = tuple(app_settings.PIPELINE_STAGES)
     if stage_name not in stages:
         raise ValidationError(
@@ -114,6 +119,36 @@ def _stage_cost(job: Job, stage_name: str) -> Decimal:
     # money_sum is exact on SQLite too, where a plain SUM would add the stored decimals as floats.
     total = JobCost.objects.filter(job=job, stage_name=stage_name).aggregate(total=money_sum())["total"]
     return money_from_sum(total)
+
+
+def _clean_metadata(metadata: object) -> dict[str, Any]:
+    """The caller's stage metadata, refused unless it is a dict of plain JSON (see ``clean_json``)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValidationError(f"metadata must be a dict of plain JSON values, got {type(metadata).__name__}")
+    return dict(clean_json(metadata, field="metadata"))
+
+
+def _error_record(error: object) -> dict[str, Any]:
+    """``error.to_dict()`` made storable: details converted as the log formatter does (Decimal, UUID, dates ...).
+
+    NaN and infinities in the details become the strings ``"NaN"``/``"Infinity"``; text with NUL or a
+    lone surrogate is refused (``ValidationError`` naming ``error.message``, ``error.code`` or
+    ``error.details``), so a failure is stored whole or not at all.
+    """
+    if not isinstance(error, PipelineError):
+        raise ValidationError(
+            f"error must be a PipelineError (translate it at the boundary), got {type(error).__name__}"
+        )
+    clean_text(error.code, field="error.code")
+    clean_text(error.message, field="error.message")
+    try:
+        record = json.loads(json.dumps(_to_jsonable(error.to_dict())), parse_constant=str)
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise ValidationError(f"error.details cannot be stored as JSON: {type(exc).__name__}: {exc}") from None
+    clean_json(record.get("details"), field="error.details")
+    return dict(clean_json(record, field="error"))
 
 
 def _seconds_between(start: datetime | None, end: datetime) -> int | None:
@@ -166,10 +201,8 @@ def job_create(
         ValidationError: for a bad user id, an empty audio URL or prompt, or a negative/inexact budget.
     """
     user = parse_user_id(user_id)
-    if not isinstance(audio_url, str) or not audio_url.strip():
-        raise ValidationError("audio_url must be a non-empty string")
-    if not isinstance(user_prompt, str) or not user_prompt.strip():
-        raise ValidationError("user_prompt must be a non-empty string")
+    clean_text(audio_url, field="audio_url")
+    clean_text(user_prompt, field="user_prompt")
     fields: dict[str, Any] = {"user_id": user, "audio_url": audio_url, "user_prompt": user_prompt}
     if budget_limit is not None:
         fields["budget_limit"] = _parse_budget(budget_limit)
@@ -181,18 +214,58 @@ def job_create(
     return job
 
 
-def _parse_budget(value: Decimal | str | int) -> Decimal:
-    if isinstance(value, bool | float):
-        raise ValidationError(f"budget_limit must be a Decimal, an int or a decimal string, not {value!r}")
+def _parse_budget(value: object) -> Decimal:
+    shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+    if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
+        raise ValidationError(
+            f"budget_limit must be a Decimal, an int or a decimal string, not {type(value).__name__} {shown}"
+        )
     try:
         amount = Decimal(value)
     except (InvalidOperation, ValueError, TypeError):
-        raise ValidationError(f"budget_limit {value!r} is not a decimal amount") from None
+        raise ValidationError(f"budget_limit {shown} is not a decimal amount") from None
     if not amount.is_finite() or amount < 0:
-        raise ValidationError(f"budget_limit must be a finite amount of at least 0, got {value!r}")
-    if amount != amount.quantize(Decimal("0.000001")) or amount >= Decimal("1e8"):
-        raise ValidationError(f"budget_limit {value!r} must have at most 6 decimal places and 8 integer digits")
-    return amount
+        raise ValidationError(f"budget_limit must be a finite amount of at least 0, got {shown}")
+    # The size test first: quantizing 1e999999999 would raise InvalidOperation.
+    if amount >= Decimal("1e8") or amount != amount.quantize(Decimal("0.000001")):
+        raise ValidationError(f"budget_limit {shown} must have at most 6 decimal places and 8 integer digits")
+    return amount + 0  # -0 becomes 0
+
+
+def job_set_budget(*, job_id: UUID | str, budget_limit: Decimal | str | int, changed_by: str | None = None) -> Job:
+    """Set the job's budget, and nothing else, under the job's row lock; log who changed it from what to what.
+
+    Only ``budget_limit`` (and ``updated_at``) is written, so spend charged concurrently is never
+    overwritten; charges waiting for the row lock are checked against the new budget. A budget
+    below what the job has spent is allowed (it stops further enforced charges). Any job status.
+
+    Raises:
+        ValidationError: a malformed or unknown job, a budget that is not a non-negative amount
+            with at most 6 decimal places and 8 integer digits, or a bad ``changed_by``.
+    """
+    amount = _parse_budget(budget_limit)
+    who = None if changed_by is None else clean_text(changed_by, field="changed_by", max_length=255)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        old = job.budget_limit
+        job.budget_limit = amount
+        _save_job(job, "budget_limit")
+    logger.info(
+        "budget of job %s changed from %s to %s by %s",
+        job.id,
+        format_money(old),
+        format_money(amount),
+        who or "an unnamed caller",
+        extra={
+            "job_id": str(job.id),
+            "event": "budget_changed",
+            "old_budget": format_money(old),
+            "new_budget": format_money(amount),
+            "changed_by": who,
+            "spent": format_money(job.total_cost),
+        },
+    )
+    return job
 
 
 @boundary
@@ -208,6 +281,7 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
     if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
         raise ValidationError(f"progress must be a whole number from 0 to 100, got {progress!r}", job_id=job_id)
     if current_stage is not None:
+        clean_text(current_stage, field="current_stage", max_length=64)
         _check_stage_name(current_stage)
     with transaction.atomic():
         job = _lock_job(job_id)
@@ -231,8 +305,7 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     Raises:
         ValidationError: when the job is not processing, a stage is still running, or the URL is empty.
     """
-    if not isinstance(video_url, str) or not video_url.strip():
-        raise ValidationError("video_url must be a non-empty string", job_id=job_id)
+    clean_text(video_url, field="video_url")
     with transaction.atomic():
         job = _lock_job(job_id)
         if job.status != JobStatus.PROCESSING:
@@ -261,23 +334,24 @@ def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
 
     Stages still running are marked failed too.
 
+    The error's details are stored JSON-safe (see :func:`_error_record`).
+
     Raises:
-        ValidationError: when the job is already completed, failed or cancelled.
-        TypeError: when ``error`` is not a :class:`PipelineError`.
+        ValidationError: when the job is already completed, failed or cancelled, or ``error`` is not
+            a :class:`PipelineError` whose text can be stored (no NUL, no lone surrogate).
     """
-    if not isinstance(error, PipelineError):
-        raise TypeError(f"error must be a PipelineError (translate it at the boundary), got {type(error).__name__}")
+    record = _error_record(error)
     with transaction.atomic():
         job = _lock_job(job_id)
         _require_active(job, "fail the job")
         now = timezone.now()
         job.status = JobStatus.FAILED
-        job.error_code = error.code[:64]
-        job.error_message = error.message
+        job.error_code = record["code"][:64]
+        job.error_message = record["message"]
         job.estimated_remaining = None
         job.completed_at = now
         _save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
-        _finish_job(job, JobStatus.FAILED, now, stage_metadata={"error": error.to_dict()})
+        _finish_job(job, JobStatus.FAILED, now, stage_metadata={"error": record})
     logger.warning("job failed", extra={"job_id": str(job.id), "error_code": job.error_code})
     return job
 
@@ -287,8 +361,10 @@ def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     """Cancel a queued or processing job (code ``JOB_CANCELLED``); stages still running are marked failed.
 
     Raises:
-        ValidationError: when the job is already completed, failed or cancelled.
+        ValidationError: when the job is already completed, failed or cancelled, or ``reason`` is not text.
     """
+    if reason is not None:
+        clean_text(reason, field="reason", blank=True)
     with transaction.atomic():
         job = _lock_job(job_id)
         _require_active(job, "cancel the job")
@@ -355,10 +431,13 @@ def stage_start(
     is told so at its next heartbeat).
 
     Raises:
-        ValidationError: for an unknown stage, a bad owner, a finished job, a completed stage, or a
-            stage processing under a lease that has not expired (``details["reason"] == "lease_held"``).
+        ValidationError: for an unknown stage, a bad owner, a finished job, a completed stage, a
+            stage processing under a lease that has not expired (``details["reason"] == "lease_held"``),
+            metadata that is not plain JSON, or a stage started ``MAX_ATTEMPTS`` times already
+            (code ``TOO_MANY_ATTEMPTS``).
     """
     _check_stage_name(stage_name)
+    clean_metadata = _clean_metadata(metadata)
     lease_owner = check_lease_owner(owner)
     lease = job_lease_duration()
     with transaction.atomic():
@@ -372,6 +451,7 @@ def stage_start(
         elif stage.status == StageStatus.COMPLETED:
             raise _illegal(job, f"cannot start stage {stage_name!r}: it is already {stage.status}", stage=stage_name)
         taken_over = stage.status == StageStatus.PROCESSING
+        _check_attempts(job, stage)
         stage.status = StageStatus.PROCESSING
         stage.started_at = now
         stage.completed_at = None
@@ -379,8 +459,8 @@ def stage_start(
         stage.attempts += 1
         stage.lease_owner = lease_owner
         stage.lease_expires_at = now + lease
-        if metadata:
-            stage.metadata = {**(stage.metadata or {}), **metadata}
+        if clean_metadata:
+            stage.metadata = {**(stage.metadata or {}), **clean_metadata}
         stage.save(update_fields=[*_STAGE_UPDATE_FIELDS, "lease_owner", "lease_expires_at"])
         job.status = JobStatus.PROCESSING
         job.current_stage = stage_name
@@ -397,6 +477,18 @@ def stage_start(
     else:
         logger.info("stage started", extra=extra)
     return stage
+
+
+def _check_attempts(job: Job, stage: JobStage) -> None:
+    """Refuse one more start of a stage whose attempt count is at the column's limit."""
+    if stage.attempts >= MAX_ATTEMPTS:
+        raise ValidationError(
+            f"job {job.id}: stage {stage.stage_name!r} was started {stage.attempts} times; attempts cannot"
+            f" go past {MAX_ATTEMPTS}",
+            job_id=job.id,
+            code=TOO_MANY_ATTEMPTS,
+            details={"stage": stage.stage_name, "attempts": stage.attempts},
+        )
 
 
 def _running_stage(job: Job, stage_name: str, action: str) -> JobStage:
@@ -417,6 +509,7 @@ def _end_stage(
     job_id: UUID | str, stage_name: str, action: str, status: str, metadata: dict[str, Any] | None
 ) -> JobStage:
     """Finish a processing stage with ``status`` and refresh the job's estimate, in one locked transaction."""
+    _check_stage_name(stage_name)
     with transaction.atomic():
         job = _lock_job(job_id)
         stage = _running_stage(job, stage_name, action)
@@ -432,9 +525,10 @@ def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, A
     """Complete a processing stage: duration, cost rolled up from the ledger, new time estimate.
 
     Raises:
-        ValidationError: when the job is not processing or the stage is not processing.
+        ValidationError: when the job is not processing, the stage is not processing, or the
+            metadata is not plain JSON.
     """
-    stage = _end_stage(job_id, stage_name, "complete", StageStatus.COMPLETED, metadata)
+    stage = _end_stage(job_id, stage_name, "complete", StageStatus.COMPLETED, _clean_metadata(metadata))
     logger.info(
         "stage completed",
         extra={
@@ -460,11 +554,12 @@ def stage_fail(
     The job stays processing: call :func:`job_fail` to give up on the whole job.
 
     Raises:
-        ValidationError: when the job is not processing or the stage is not processing.
+        ValidationError: when the job is not processing, the stage is not processing, the metadata
+            is not plain JSON, or the error cannot be stored (see :func:`job_fail`).
     """
-    extra = dict(metadata or {})
+    extra = _clean_metadata(metadata)
     if error is not None:
-        extra["error"] = error.to_dict()
+        extra["error"] = _error_record(error)
     stage = _end_stage(job_id, stage_name, "fail", StageStatus.FAILED, extra)
     logger.warning("stage failed", extra={"job_id": str(stage.job_id), "stage": stage_name})
     return stage
@@ -484,6 +579,13 @@ async def ajob_create(
     return await sync_to_async(job_create)(
         user_id=user_id, audio_url=audio_url, user_prompt=user_prompt, budget_limit=budget_limit
     )
+
+
+async def ajob_set_budget(
+    *, job_id: UUID | str, budget_limit: Decimal | str | int, changed_by: str | None = None
+) -> Job:
+    """Async twin of :func:`job_set_budget`."""
+    return await sync_to_async(job_set_budget)(job_id=job_id, budget_limit=budget_limit, changed_by=changed_by)
 
 
 async def ajob_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:

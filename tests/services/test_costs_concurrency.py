@@ -282,3 +282,55 @@ def test_reserved_cost_stays_the_sum_of_open_holds_under_concurrent_hold_traffic
     job.refresh_from_db()
     assert job.reserved_cost == open_holds() == Decimal("4.80")
     call_command("reconcile_costs", stdout=io.StringIO())  # raises CommandError (exit 1) on any mismatch
+
+
+@pytest.mark.postgres  # the lifecycle services do not retry SQLite's shared-cache "table is locked" (tests only)
+def test_budget_edits_racing_enforced_charges_lose_no_spend():
+    """Operators raising and lowering the budget while 6 workers charge: every accepted charge stays counted."""
+    from common.services import jobs
+
+    job = make_job("1.00")
+    budgets = [Decimal("3.00"), Decimal("2.00"), Decimal("4.00"), Decimal("1.50"), Decimal("5.00")]
+
+    def work(i: int) -> int:
+        if i == 0:
+            for budget in budgets:
+                jobs.job_set_budget(job_id=job.id, budget_limit=budget, changed_by="operator")
+            return 0
+        return charge_loop(job.id, 40, Decimal("0.01"))
+
+    accepted = run_threads(7, work)
+    job.refresh_from_db()
+    assert job.budget_limit == Decimal("5.00")
+    assert job.total_cost == Decimal("0.01") * sum(accepted)
+    assert ledger_sum(job.id) == job.total_cost
+    assert JobCost.objects.filter(job_id=job.id).count() == sum(accepted)
+    assert job.total_cost <= Decimal("5.00")
+
+
+def test_keep_alive_racing_charges_keeps_the_hold_counted():
+    """A worker renews its hold while others charge; the hold is never lost and the budget never exceeded."""
+    job = make_job("1.00")
+    with override_settings(VIDEOGEN_COMMON={"RESERVATION_TTL_SECONDS": 60}):
+        hold = costs.reserve(job.id, "video_generation", "svd", Decimal("0.50"))
+
+        def work(i: int) -> int:
+            if i == 0:
+                for _ in range(20):
+                    # 50 s into its 60 s term (retried like the services retry SQLite's "table is locked").
+                    costs._write(
+                        lambda: JobCostHold.objects.filter(id=hold.id).update(
+                            created_at=timezone.now() - timedelta(seconds=50)
+                        )
+                    )
+                    costs.renew_hold(hold)
+                return 0
+            return charge_loop(job.id, 30, Decimal("0.01"))
+
+        accepted = run_threads(5, work)
+        costs.settle(hold, Decimal("0.50"))
+    job.refresh_from_db()
+    assert sum(accepted) == 50  # exactly the half not held
+    assert job.total_cost == Decimal("1.00")
+    assert ledger_sum(job.id) == job.total_cost
+    assert job.reserved_cost == 0

@@ -389,8 +389,9 @@ def test_fail_a_queued_job_and_long_codes_are_cut(job):
 
 
 def test_fail_needs_a_pipeline_error(job):
-    with pytest.raises(TypeError, match="error must be a PipelineError"):
+    with pytest.raises(ValidationError, match="error must be a PipelineError"):
         job_fail(job_id=job.id, error=RuntimeError("boom"))  # type: ignore[arg-type]
+    assert Job.objects.get(pk=job.pk).status == "queued"
 
 
 def test_cancel_a_queued_job(job):
@@ -588,3 +589,200 @@ def test_concurrent_retries_count_every_attempt():
     results = race(6, start_then_fail)
     started = sum(r for r in results if isinstance(r, int))
     assert JobStage.objects.get(job=job, stage_name="video_generation").attempts == started
+
+
+# --------------------------------------------------------------------------- budget edits (issue 10 item 2)
+
+
+def test_set_budget_changes_only_the_budget_and_logs_who(job, caplog):
+    JobCost.objects.create(job=job, stage_name="audio_analysis", api_name="whisper", cost=Decimal("1.50"))
+    Job.objects.filter(pk=job.pk).update(total_cost=Decimal("1.50"))
+    stale = Job.objects.get(pk=job.pk)
+    # Another writer moves the spend on after our copy was read; the service must not write the copy back.
+    Job.objects.filter(pk=job.pk).update(total_cost=Decimal("2.50"), reserved_cost=Decimal("0.30"))
+    with caplog.at_level("INFO", logger="common.services.jobs"):
+        updated = jobs.job_set_budget(job_id=stale.id, budget_limit="35.5", changed_by="operator")
+    assert updated.budget_limit == Decimal("35.5")
+    row = Job.objects.get(pk=job.pk)
+    assert (row.budget_limit, row.total_cost, row.reserved_cost) == (Decimal("35.5"), Decimal("2.5"), Decimal("0.3"))
+    assert (updated.total_cost, updated.reserved_cost) == (Decimal("2.5"), Decimal("0.3"))
+    event = next(r for r in caplog.records if getattr(r, "event", None) == "budget_changed")
+    assert (event.old_budget, event.new_budget, event.changed_by) == ("20.00", "35.50", "operator")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (Decimal("-1"), "at least 0"),
+        (Decimal("NaN"), "finite"),
+        (Decimal("sNaN"), "finite"),
+        (Decimal("Infinity"), "finite"),
+        (1.5, "must be a Decimal"),
+        ("1e999999999", "8 integer digits"),
+        ("1\x00", "not a decimal amount"),
+        (Decimal("0.0000001"), "6 decimal places"),
+        (None, "must be a Decimal"),
+    ],
+)
+def test_set_budget_refuses_bad_money_and_writes_nothing(job, value, fragment):
+    before = snapshot(job.id)
+    with pytest.raises(ValidationError, match=fragment) as info:
+        jobs.job_set_budget(job_id=job.id, budget_limit=value)
+    assert "budget_limit" in info.value.message
+    assert snapshot(job.id) == before
+
+
+def test_set_budget_of_an_unknown_job_and_bad_changed_by(job):
+    with pytest.raises(ValidationError) as info:
+        jobs.job_set_budget(job_id=uuid.uuid4(), budget_limit=Decimal(1))
+    assert info.value.code == "JOB_NOT_FOUND"
+    with pytest.raises(ValidationError, match="changed_by"):
+        jobs.job_set_budget(job_id=job.id, budget_limit=Decimal(1), changed_by="op\x00")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_set_budget():
+    job = await jobs.ajob_create(user_id=USER, audio_url="a", user_prompt="p")
+    updated = await jobs.ajob_set_budget(job_id=job.id, budget_limit=Decimal("3"), changed_by="cron")
+    assert updated.budget_limit == Decimal("3")
+    await sync_to_async(lambda: connection.close())()
+
+
+# --------------------------------------------------------------------------- error details (issue 10 item 3)
+
+
+def test_fail_with_decimal_and_uuid_details_stores_them_as_strings(job):
+    stage_start(job_id=job.id, stage_name="video_generation")
+    marker = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+    error = GenerationError(
+        "clip failed",
+        job_id=job.id,
+        details={
+            "cost": Decimal("0.06"),
+            "clip": marker,
+            "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            "tags": {"svd"},
+            "ratio": float("nan"),
+        },
+    )
+    failed = job_fail(job_id=job.id, error=error)
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+    details = JobStage.objects.get(job=job, stage_name="video_generation").metadata["error"]["details"]
+    assert details == {
+        "cost": "0.06",
+        "clip": str(marker),
+        "at": "2026-01-02T03:04:05.000Z",
+        "tags": ["svd"],
+        "ratio": "NaN",
+    }
+
+
+def test_stage_fail_with_decimal_details(job):
+    stage_start(job_id=job.id, stage_name="video_generation")
+    error = GenerationError("clip failed", details={"cost": Decimal("0.06"), "job": job.id})
+    stage = stage_fail(job_id=job.id, stage_name="video_generation", error=error)
+    stored = JobStage.objects.get(pk=stage.pk).metadata["error"]
+    assert stored["details"] == {"cost": "0.06", "job": str(job.id)}
+    assert stored["code"] == "GENERATION_FAILED"
+
+
+# --------------------------------------------------------------------------- hostile input (issue 10 item 8)
+
+
+def nul_calls(job_id):
+    """One call per text field, each with a NUL in it."""
+    return {
+        "audio_url": lambda: job_create(user_id=USER, audio_url="a\x00.mp3", user_prompt="p"),
+        "user_prompt": lambda: job_create(user_id=USER, audio_url="a", user_prompt="p\x00"),
+        "video_url": lambda: job_complete(job_id=job_id, video_url="v\x00"),
+        "reason": lambda: job_cancel(job_id=job_id, reason="r\x00"),
+        "error.message": lambda: job_fail(job_id=job_id, error=GenerationError("bad\x00")),
+        "error.code": lambda: job_fail(job_id=job_id, error=GenerationError("bad", code="X\x00")),
+        "error.details": lambda: job_fail(job_id=job_id, error=GenerationError("bad", details={"k": "v\x00"})),
+        "metadata": lambda: stage_start(job_id=job_id, stage_name="audio_analysis", metadata={"k": "v\x00"}),
+        "stage_name": lambda: stage_start(job_id=job_id, stage_name="audio\x00"),
+        "current_stage": lambda: job_update_progress(job_id=job_id, progress=1, current_stage="x\x00"),
+    }
+
+
+@pytest.mark.parametrize("field", sorted(nul_calls(None)))
+def test_nul_in_any_text_is_refused_by_name_and_writes_nothing(job, field):
+    stage_start(job_id=job.id, stage_name="composition")
+    stage_complete(job_id=job.id, stage_name="composition")
+    before = snapshot(job.id), Job.objects.count()
+    with pytest.raises(ValidationError) as info:
+        nul_calls(job.id)[field]()
+    assert field in info.value.message, info.value.message
+    assert (snapshot(job.id), Job.objects.count()) == before
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        ({"ratio": float("nan")}, "metadata['ratio']"),
+        ({"ratio": float("inf")}, "metadata['ratio']"),
+        ({"cost": Decimal("0.06")}, "metadata['cost']"),
+        ({"tags": {"a"}}, "metadata['tags']"),
+        ({"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}, "metadata['at']"),
+        ({"nested": [{"deep": b"bytes"}]}, "metadata['nested'][0]['deep']"),
+        ({1: "int key"}, "metadata keys"),
+        ({"\ud800": "surrogate key"}, "metadata keys"),
+        ({"k": "\udfff"}, "metadata['k']"),
+        ({"k": 10**5000}, "metadata['k']"),
+        ([1, 2], "metadata must be a dict"),
+    ],
+)
+@pytest.mark.parametrize("call", ["start", "complete", "fail"])
+def test_stage_metadata_must_be_plain_json(job, metadata, fragment, call):
+    if call != "start":
+        stage_start(job_id=job.id, stage_name="audio_analysis")
+    action = {"start": stage_start, "complete": stage_complete, "fail": stage_fail}[call]
+    before = snapshot(job.id)
+    with pytest.raises(ValidationError) as info:
+        action(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
+    assert fragment in info.value.message, info.value.message
+    assert snapshot(job.id) == before
+
+
+def test_deeply_nested_metadata_is_refused(job):
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValidationError, match="nested"):
+        stage_start(job_id=job.id, stage_name="audio_analysis", metadata={"deep": deep})
+
+
+def test_plain_json_metadata_is_kept(job):
+    metadata = {"bpm": 120, "ratio": 0.5, "ok": True, "none": None, "list": [1, "a", {"b": []}], "text": "é ✓"}
+    stage = stage_start(job_id=job.id, stage_name="audio_analysis", metadata=metadata)
+    assert JobStage.objects.get(pk=stage.pk).metadata == metadata
+
+
+def test_attempts_past_the_column_limit_are_refused(job):
+    stage_start(job_id=job.id, stage_name="video_generation")
+    stage_fail(job_id=job.id, stage_name="video_generation")
+    JobStage.objects.filter(job=job, stage_name="video_generation").update(attempts=32767)
+    before = snapshot(job.id)
+    with pytest.raises(ValidationError, match="attempts") as info:
+        stage_start(job_id=job.id, stage_name="video_generation")
+    assert info.value.code == "TOO_MANY_ATTEMPTS"
+    assert snapshot(job.id) == before
+
+
+def test_surrogates_in_text_are_refused(job):
+    with pytest.raises(ValidationError, match="user_prompt"):
+        job_create(user_id=USER, audio_url="a", user_prompt="p\ud800")
+    with pytest.raises(ValidationError, match="reason"):
+        job_cancel(job_id=job.id, reason="\udc80")
+    assert Job.objects.get(pk=job.pk).status == "queued"
+
+
+def test_non_text_values_are_refused_by_name(job):
+    with pytest.raises(ValidationError, match="reason"):
+        job_cancel(job_id=job.id, reason=123)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="error must be a PipelineError"):
+        job_fail(job_id=job.id, error="boom")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"error\.message"):
+        job_fail(job_id=job.id, error=GenerationError(123))  # type: ignore[arg-type]
+    assert Job.objects.get(pk=job.pk).status == "queued"
