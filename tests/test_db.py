@@ -471,7 +471,8 @@ def insert_raw(item_id: int) -> None:
 
 
 def test_services_refuse_what_the_database_refuses_with_a_pipeline_error() -> None:
-    # NaN is not JSON: PostgreSQL refuses it (DataError), SQLite's JSON_VALID check too (IntegrityError).
+    # NaN is not JSON: PostgreSQL would refuse it (DataError), SQLite's JSON_VALID check too (IntegrityError);
+    # the service refuses it first, naming the field, with the job's id and nothing written.
     from common.models import Job
     from common.services import jobs
 
@@ -479,7 +480,8 @@ def test_services_refuse_what_the_database_refuses_with_a_pipeline_error() -> No
     with pytest.raises(PipelineError) as caught:
         jobs.stage_start(job_id=job.id, stage_name="audio_analysis", metadata={"score": float("nan")})
     assert caught.value.job_id == job.id
-    assert caught.value.message.startswith("jobs.stage_start: ")
+    assert caught.value.code == "VALIDATION_ERROR"
+    assert caught.value.message.startswith("metadata['score']")
     assert Job.objects.get(pk=job.id).status == "queued"
 
 

@@ -121,19 +121,25 @@ def _stage_cost(job: Job, stage_name: str) -> Decimal:
     return money_from_sum(total)
 
 
-def _clean_metadata(metadata: object) -> dict[str, Any]:
+def _clean_metadata(metadata: object, job_id: UUID | str) -> dict[str, Any]:
     """The caller's stage metadata, refused unless it is a dict of plain JSON (see ``clean_json``)."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise ValidationError(f"metadata must be a dict of plain JSON values, got {type(metadata).__name__}")
-    return dict(clean_json(metadata, field="metadata"))
+        raise ValidationError(
+            f"metadata must be a dict of plain JSON values, got {type(metadata).__name__}", job_id=job_id
+        )
+    try:
+        return dict(clean_json(metadata, field="metadata"))
+    except ValidationError as exc:
+        exc.job_id = exc.job_id or job_id  # the refusal names the job, as the database boundary's do
+        raise
 
 
 def _error_record(error: object) -> dict[str, Any]:
     """``error.to_dict()`` made storable: details converted as the log formatter does (Decimal, UUID, dates ...).
 
-    NaN and infinities in the details become the strings ``"NaN"``/``"Infinity"``; text with NUL or a
+    NaN and infinities in the details become the strings ``"nan"``/``"inf"`` (as in log lines); text with NUL or a
     lone surrogate is refused (``ValidationError`` naming ``error.message``, ``error.code`` or
     ``error.details``), so a failure is stored whole or not at all.
     """
@@ -437,7 +443,7 @@ def stage_start(
             (code ``TOO_MANY_ATTEMPTS``).
     """
     _check_stage_name(stage_name)
-    clean_metadata = _clean_metadata(metadata)
+    clean_metadata = _clean_metadata(metadata, job_id)
     lease_owner = check_lease_owner(owner)
     lease = job_lease_duration()
     with transaction.atomic():
@@ -528,7 +534,7 @@ def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, A
         ValidationError: when the job is not processing, the stage is not processing, or the
             metadata is not plain JSON.
     """
-    stage = _end_stage(job_id, stage_name, "complete", StageStatus.COMPLETED, _clean_metadata(metadata))
+    stage = _end_stage(job_id, stage_name, "complete", StageStatus.COMPLETED, _clean_metadata(metadata, job_id))
     logger.info(
         "stage completed",
         extra={
@@ -557,7 +563,7 @@ def stage_fail(
         ValidationError: when the job is not processing, the stage is not processing, the metadata
             is not plain JSON, or the error cannot be stored (see :func:`job_fail`).
     """
-    extra = _clean_metadata(metadata)
+    extra = _clean_metadata(metadata, job_id)
     if error is not None:
         extra["error"] = _error_record(error)
     stage = _end_stage(job_id, stage_name, "fail", StageStatus.FAILED, extra)

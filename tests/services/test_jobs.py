@@ -674,7 +674,7 @@ def test_fail_with_decimal_and_uuid_details_stores_them_as_strings(job):
         "clip": str(marker),
         "at": "2026-01-02T03:04:05.000Z",
         "tags": ["svd"],
-        "ratio": "NaN",
+        "ratio": "nan",
     }
 
 
