@@ -1,4 +1,4 @@
-"""``bin/screenshot`` (issue 15 item 7): an admin URL rendered to a PNG, signing in on the way; refusals write nothing."""
+"""``bin/screenshot`` (issue 15 item 7): an admin URL to a PNG, signing in on the way; refusals write nothing."""
 
 from __future__ import annotations
 
