@@ -30,11 +30,7 @@ DEFAULT_EMAIL = "admin@localhost"
 class Command(BaseCommand):
     """Migrate, then create a development superuser when there is none and demo jobs when there are none."""
 
-    help = (
-        "Development only: migrate, create a superuser when none exists (DJANGO_SUPERUSER_USERNAME / _PASSWORD / "
-        "_EMAIL, default admin / admin) and run the demo when the database has no job. Refuses outside "
-        "ENVIRONMENT=development."
-    )
+    help = "Development only: migrate; a superuser (DJANGO_SUPERUSER_*, default admin/admin); demo jobs if none."
 
     def add_arguments(self, parser: CommandParser) -> None:
         """``--no-demo`` skips the demo data."""
