@@ -21,6 +21,16 @@ run: migrate
 	$(PY) manage.py describe_config
 	$(PY) manage.py demo
 
+# A development server on the embedded defaults, at http://$(SERVE_ADDR)/ (the admin at /admin/):
+# `manage.py dev_setup` migrates, creates a superuser when there is none (DJANGO_SUPERUSER_USERNAME /
+# DJANGO_SUPERUSER_PASSWORD, default admin / admin) and loads the demo jobs into an empty database;
+# it refuses outside ENVIRONMENT=development, and then nothing is served.
+.PHONY: serve
+SERVE_ADDR ?= 127.0.0.1:8000
+serve: $(STAMP)
+	$(PY) manage.py dev_setup
+	$(PY) manage.py runserver $(SERVE_ADDR)
+
 # The whole suite on SQLite, and again on PostgreSQL when DATABASE_URL names one
 # (see bin/run-tests); ruff and mypy first. PYTEST_ARGS passes options through.
 test: $(STAMP) lint typecheck
