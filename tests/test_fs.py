@@ -32,9 +32,19 @@ import pytest
 from django.test import override_settings
 
 from common.errors import ResourceError
-from common.fs import ENTRY, LEAVE, CleanupStats, Walk, open_below, open_chain, open_root
-from common.resources import CacheEvictionStats, ResourceManager
-from common.tempfiles import TempFileManager, prune_tree
+from common.fs import (
+    ENTRY,
+    LEAVE,
+    CacheEvictionStats,
+    CleanupStats,
+    Walk,
+    open_below,
+    open_chain,
+    open_root,
+    prune_tree,
+)
+from common.maintenance import ResourceManager
+from common.tempfiles import TempFileManager
 
 OLD = time.time() - 48 * 3600
 DEPTH = 1000

@@ -17,8 +17,10 @@ from django.test import override_settings
 
 from common import resources
 from common.errors import ResourceError, ValidationError
+from common.fs import prune
+from common.maintenance import ResourceManager
 from common.models import Job, JobStatus
-from common.resources import ResourceManager, SystemResources
+from common.resources import SystemResources
 from common.tempfiles import temp_file_manager
 
 NOW = time.time()
@@ -542,8 +544,9 @@ def test_maintenance_survives_a_failing_step(roots, monkeypatch, caplog) -> None
 
 def test_lazy_imports() -> None:
     import common
+    from common import maintenance
 
-    assert common.resource_manager is resources.resource_manager
+    assert common.resource_manager is maintenance.resource_manager
     assert common.ResourceManager is ResourceManager
     assert common.temp_file_manager is temp_file_manager
     assert common.TempFileManager is type(temp_file_manager)
@@ -618,7 +621,7 @@ def test_cache_cap_never_follows_a_link_swapped_in_after_the_scan(roots, manager
     outside = tmp_path / "outside"
     for name in ("f0", "f1", "f2"):
         write(outside / name, 100, NOW - 5000)
-    real_scan = resources._scan_cache
+    real_scan = prune._scan_cache
 
     def scan_then_swap(*args, **kwargs):
         files = real_scan(*args, **kwargs)
@@ -629,7 +632,7 @@ def test_cache_cap_never_follows_a_link_swapped_in_after_the_scan(roots, manager
         write(cache_root / "moved" / "f0", 100, NOW - 900)
         return files
 
-    monkeypatch.setattr(resources, "_scan_cache", scan_then_swap)
+    monkeypatch.setattr(prune, "_scan_cache", scan_then_swap)
     stats = manager.enforce_cache_limit(0)
     assert sorted(p.name for p in outside.iterdir()) == ["f0", "f1", "f2"]
     assert (cache_root / "moved" / "f0").exists()  # not the file that was scanned: left for the next run

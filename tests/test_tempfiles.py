@@ -16,8 +16,9 @@ from django.test import override_settings
 
 from common import tempfiles
 from common.errors import ResourceError, ValidationError
-from common.resources import ResourceManager
-from common.tempfiles import TempFileManager, is_path_in_use, prune_tree, temp_file_manager
+from common.fs import prune_tree
+from common.maintenance import ResourceManager
+from common.tempfiles import TempFileManager, is_path_in_use, temp_file_manager
 
 OLD = time.time() - 48 * 3600
 

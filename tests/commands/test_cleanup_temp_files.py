@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.test import override_settings
 
+from common.fs import prune_tree
+from common.maintenance import resource_manager
 from common.models import Job, JobStatus
-from common.resources import resource_manager
-from common.tempfiles import prune_tree
 
 OLD = time.time() - 48 * 3600
 
