@@ -60,15 +60,6 @@ class ResourceManager(ResourceMonitor):
 
     # ---- temp cleanup
 
-    def _live_job_ids(self) -> set[str]:
-        # Queued and processing jobs, less those whose lease expired (or that sat queued untouched)
-        # longer ago than the temp age: their workspaces are cleaned like a finished job's.
-        from datetime import timedelta
-
-        from common.selectors import jobs_live_ids
-
-        return jobs_live_ids(grace=timedelta(hours=float(_settings().TEMP_MAX_AGE_HOURS)))
-
     def cleanup_temporary_files(
         self,
         max_age_hours: float | None = None,
@@ -148,10 +139,16 @@ class ResourceManager(ResourceMonitor):
         return stats
 
     def _read_live_jobs(self) -> tuple[set[str] | None, str | None]:
+        # Queued and processing jobs, less those whose lease expired (or that sat queued untouched)
+        # longer ago than the temp age: their workspaces are cleaned like a finished job's.
+        from datetime import timedelta
+
         from django.db import DatabaseError
 
+        from common import selectors
+
         try:
-            return self._live_job_ids(), None
+            return selectors.jobs_live_ids(grace=timedelta(hours=float(_settings().TEMP_MAX_AGE_HOURS))), None
         except (DatabaseError, PipelineError) as exc:  # the selectors' boundary translates database errors
             logger.warning(
                 "could not read live jobs; sparing every job workspace: %s",

@@ -15,8 +15,8 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.test import override_settings
 
+from common import selectors
 from common.fs import prune_tree
-from common.maintenance import resource_manager
 from common.models import Job, JobStatus
 
 OLD = time.time() - 48 * 3600
@@ -132,10 +132,10 @@ def test_progress_is_shown_on_a_terminal_only(roots) -> None:
 def test_failures_are_listed_and_make_the_command_fail(roots, monkeypatch) -> None:
     temp_root, _ = roots
 
-    def down():
+    def down(**kwargs):
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(resource_manager, "_live_job_ids", down)
+    monkeypatch.setattr(selectors, "jobs_live_ids", down)
     kept = write(temp_root / "jobs" / str(uuid.uuid4()) / "clip.mp4", 1)
     err = io.StringIO()
     with pytest.raises(CommandError, match="1 entries could not be removed"):
