@@ -26,16 +26,6 @@ RECENT = NOW - 3600
 
 
 @pytest.fixture
-def roots(tmp_path: Path):
-    """Temp and cache roots under tmp_path, via the app settings."""
-    temp_root, cache_root = tmp_path / "temp", tmp_path / "cache"
-    temp_root.mkdir()
-    cache_root.mkdir()
-    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root}):
-        yield temp_root, cache_root
-
-
-@pytest.fixture
 def manager() -> ResourceManager:
     return ResourceManager()
 

@@ -14,21 +14,6 @@ from typing import Literal
 
 from common.errors import ResourceError
 
-__all__ = [
-    "DIR_FLAGS",
-    "ENTRY",
-    "LEAVE",
-    "MAX_OPEN_FDS",
-    "UNSAFE_PATH",
-    "Walk",
-    "create_entry",
-    "describe_entry",
-    "managed_root",
-    "open_below",
-    "open_chain",
-    "open_root",
-]
-
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 # Descriptors one walk keeps open at most; deeper levels are reopened through ".." and verified.
 MAX_OPEN_FDS = 32

@@ -29,15 +29,6 @@ class TTY(io.StringIO):
         return True
 
 
-@pytest.fixture
-def roots(tmp_path: Path):
-    temp_root, cache_root = tmp_path / "temp", tmp_path / "cache"
-    temp_root.mkdir()
-    cache_root.mkdir()
-    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root}):
-        yield temp_root, cache_root
-
-
 def write(path: Path, size: int, mtime: float = OLD) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)
