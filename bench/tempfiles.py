@@ -110,7 +110,7 @@ def main() -> None:
         from django.test import override_settings
 
         from common.models import Job, JobStatus
-        from common.resources import ResourceManager
+        from common.maintenance import ResourceManager
         from common.tempfiles import temp_file_manager
 
         live = [
