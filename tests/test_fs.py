@@ -504,19 +504,19 @@ def test_remove_below_removes_whatever_the_entry_is(tmp_path: Path) -> None:
     put(root / "jobs" / "file.bin", 7)
     put(root / "jobs" / "dir" / "a" / "b.bin", 2)
     (root / "jobs" / "link").symlink_to(outside, target_is_directory=True)
-    one = remove_below(str(root), ("jobs",), "file.bin", what="x", unlink_first=True)
-    assert (one.files_removed, one.errors, one.root) == (1, 0, str(root / "jobs" / "file.bin"))
+    one = remove_below(str(root), ("jobs",), "file.bin", what="x")
+    assert (one.files_removed, one.bytes_freed, one.errors, one.root) == (1, 7, 0, str(root / "jobs" / "file.bin"))
     dry = remove_below(str(root), ("jobs",), "dir", what="x", dry_run=True)
     assert (dry.files_removed, dry.dirs_removed, dry.bytes_freed) == (1, 2, 2)
     assert (root / "jobs" / "dir" / "a" / "b.bin").exists()
-    tree = remove_below(str(root), ("jobs",), "dir", what="x", unlink_first=True)  # a directory: pruned
+    tree = remove_below(str(root), ("jobs",), "dir", what="x")
     assert (tree.files_removed, tree.dirs_removed, tree.bytes_freed) == (1, 2, 2)
     link = remove_below(str(root), ("jobs",), "link", what="x")
     assert [item["kind"] for item in link.removed] == ["link"]
     assert (outside / "precious.txt").exists()
     assert sorted(os.listdir(root / "jobs")) == []
     for gone in (
-        remove_below(str(root), ("jobs",), "nothing", what="x", unlink_first=True),
+        remove_below(str(root), ("jobs",), "nothing", what="x"),
         remove_below(str(root), ("users",), "u1", what="x"),
     ):
         assert (gone.files_removed, gone.errors, gone.refused) == (0, 0, "")

@@ -199,14 +199,11 @@ def remove_below(
     skip: Callable[[str], SkipReason | None] | None = None,
     dry_run: bool = False,
     record: bool = True,
-    unlink_first: bool = False,
 ) -> CleanupStats:
     """Remove ``root/parts.../name`` whatever its age and kind, reaching it without following a link.
 
     A link (or non-directory) among ``root`` and ``parts`` refuses the removal (``stats.refused``, logged
-    naming ``what``); a missing parent means there is nothing to remove. ``unlink_first`` tries one plain
-    unlink before walking (the common case of a temp file: one system call; its size is not read, so it
-    counts in ``files_removed`` but not in ``bytes_freed``); a directory found there is pruned as usual.
+    naming ``what``); a missing parent means there is nothing to remove.
     """
     path = os.path.join(root, *parts, name)
     stats = CleanupStats(dry_run=dry_run, root=path)
@@ -214,19 +211,6 @@ def remove_below(
     if parent_fd is None:
         return stats
     try:
-        if unlink_first and not dry_run:
-            try:
-                os.unlink(name, dir_fd=parent_fd)  # whatever the caller put there: never followed
-            except FileNotFoundError:
-                return stats
-            except IsADirectoryError:  # replaced by a directory: pruned below
-                pass
-            except OSError as exc:
-                stats.failures.append({"path": path, "error": exc.strerror or str(exc)})
-                return stats
-            else:
-                stats.files_removed += 1
-                return stats
         return prune_entry(parent_fd, name, path, max_age_hours=None, skip=skip, dry_run=dry_run, record=record)
     finally:
         os.close(parent_fd)
