@@ -159,6 +159,7 @@ class TempPath:
 
 def _remove_temp_path(root: str, parts: tuple[str, ...], path: Path, *, is_dir: bool) -> None:
     """Remove ``path`` (``root/parts.../name``), reaching it without following any link; log what fails."""
+    # The fast path pays for itself: bench/tempfiles.py (c), a temp file costs about 10 % more through remove_below.
     if not is_dir and _unlink_quickly(root, parts, path.name):
         return
     stats = remove_below(root, parts, path.name, what=f"removal of temporary path {path}", record=False)
