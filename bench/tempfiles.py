@@ -109,8 +109,8 @@ def main() -> None:
     with bench_database("bench_videogen_tempfiles"):
         from django.test import override_settings
 
+        from common.maintenance import ResourceManager
         from common.models import Job, JobStatus
-        from common.resources import ResourceManager
         from common.tempfiles import temp_file_manager
 
         live = [

@@ -93,8 +93,8 @@ _LAZY: dict[str, str] = {
     "StatusResponse": "common.schemas",
     "VideoResponse": "common.schemas",
     # resources and temp files
-    "resource_manager": "common.resources",
-    "ResourceManager": "common.resources",
+    "resource_manager": "common.maintenance",
+    "ResourceManager": "common.maintenance",
     "temp_file_manager": "common.tempfiles",
     "TempFileManager": "common.tempfiles",
     # validation

@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from common.conf import app_settings
-from common.errors import ConfigError, ServiceUnavailableError
+from common.errors import ConfigError, ResourceError, ServiceUnavailableError
 from common.log import get_logger
 
 __all__ = [
@@ -34,9 +34,11 @@ __all__ = [
     "CacheCheck",
     "CheckResult",
     "DatabaseCheck",
+    "DiskCheck",
     "HealthCheck",
     "HealthReport",
     "JWKSCheck",
+    "MemoryCheck",
     "StorageCheck",
     "arun_checks",
     "default_checks",
@@ -333,9 +335,56 @@ class JWKSCheck(HealthCheck):
         return {"url": url, "keys": len(keyset.keys), "algorithms": keyset.algorithms}
 
 
+class DiskCheck(HealthCheck):
+    """The file systems of ``TEMP_DIR`` and ``CACHE_DIR`` used below ``DISK_THRESHOLD_PERCENT``.
+
+    Reuses the resource readings (:func:`common.resources.disk_usage`); its details give each file
+    system's usage. Not critical by default: a full disk refuses new work (``ensure_free_disk``),
+    the service still answers.
+    """
+
+    name = "disk"
+
+    def check(self) -> dict[str, Any] | None:
+        """Read both file systems; fail naming each one at or above the threshold."""
+        from common import resources
+
+        threshold = float(app_settings.DISK_THRESHOLD_PERCENT)
+        details: dict[str, Any] = {"threshold_percent": threshold}
+        full = []
+        for label, root in (("temp", resources.temp_root()), ("cache", resources.cache_root())):
+            usage = resources.disk_usage(root)
+            details[label] = usage.to_dict()
+            if usage.percent_used >= threshold:
+                full.append(f"{label} {usage.path} is {usage.percent_used:.1f}% used")
+        if full:
+            raise ResourceError(f"{'; '.join(full)} (threshold {threshold:g}%)", details=details)
+        return details
+
+
+class MemoryCheck(HealthCheck):
+    """Memory used below ``MEMORY_THRESHOLD_PERCENT`` (:func:`common.resources.memory_usage`).
+
+    Not critical by default: ``ensure_memory`` refuses new work while memory is short.
+    """
+
+    name = "memory"
+
+    def check(self) -> dict[str, Any] | None:
+        """Read memory; fail when its use is at or above the threshold."""
+        from common import resources
+
+        threshold = float(app_settings.MEMORY_THRESHOLD_PERCENT)
+        usage = resources.memory_usage()
+        details = {**usage.to_dict(), "threshold_percent": threshold}
+        if usage.percent_used >= threshold:
+            raise ResourceError(f"memory is {usage.percent_used:.1f}% used (threshold {threshold:g}%)", details=details)
+        return details
+
+
 def default_checks() -> list[HealthCheck]:
-    """The checks ``/health/ready`` and ``check_services`` run: database, cache, storage, JWKS."""
-    return [DatabaseCheck(), CacheCheck(), StorageCheck(), JWKSCheck()]
+    """The checks ``/health/ready`` and ``check_services`` run: database, cache, storage, JWKS, disk, memory."""
+    return [DatabaseCheck(), CacheCheck(), StorageCheck(), JWKSCheck(), DiskCheck(), MemoryCheck()]
 
 
 def _describe(exc: BaseException) -> str:

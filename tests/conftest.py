@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from common import conf
 
@@ -67,3 +69,13 @@ def env_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     conf.reset_settings_cache()
     yield
     conf.reset_settings_cache()
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """``(TEMP_DIR, CACHE_DIR)``: two empty directories under tmp_path, set in the app settings."""
+    temp_root, cache_root = tmp_path / "temp", tmp_path / "cache"
+    temp_root.mkdir()
+    cache_root.mkdir()
+    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root}):
+        yield temp_root, cache_root

@@ -31,10 +31,27 @@ from typing import Any, TypeVar
 import pytest
 from django.test import override_settings
 
+from common import selectors
 from common.errors import ResourceError
-from common.fs import ENTRY, LEAVE, CleanupStats, Walk, open_below, open_chain, open_root
-from common.resources import CacheEvictionStats, ResourceManager
-from common.tempfiles import TempFileManager, prune_tree
+from common.fs import (
+    ENTRY,
+    LEAVE,
+    CacheEvictionStats,
+    CleanupStats,
+    Walk,
+    create_entry,
+    evict_lru,
+    managed_root,
+    open_below,
+    open_chain,
+    open_reporting,
+    open_root,
+    prune,
+    prune_tree,
+    remove_below,
+)
+from common.maintenance import ResourceManager
+from common.tempfiles import TempFileManager
 
 OLD = time.time() - 48 * 3600
 DEPTH = 1000
@@ -255,13 +272,13 @@ def assert_only_locked_left(root: Path, locked: list[Path]) -> None:
 
 
 @pytest.mark.parametrize("layout", ["hostile", "linked"])
-def test_age_cleanup_changes_nothing_outside(world, layout: str) -> None:
+def test_age_cleanup_changes_nothing_outside(world, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
     tmp_path, outside, builder = world
     root = tmp_path / "temp"
     locked = hostile_root(root, outside, builder) if layout == "hostile" else linked_root(root, outside, builder)
     before = snapshot(outside)
     manager = ResourceManager(TempFileManager(root))
-    manager._live_job_ids = set  # type: ignore[method-assign]  # no database in the unprivileged thread
+    monkeypatch.setattr(selectors, "jobs_live_ids", lambda **kwargs: set())  # no database in the unprivileged thread
     stats: CleanupStats = as_unprivileged(lambda: manager.cleanup_temporary_files(24))
     assert snapshot(outside) == before
     if layout == "linked":
@@ -437,3 +454,167 @@ def test_statistics_read_like_the_seeds_dicts() -> None:
         stats["nope"]
     with pytest.raises(TypeError):
         stats["files_removed"] = 4  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- what is built on the walk
+
+
+def put(path: Path, size: int = 1, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_prune_tree_removes_by_age(tmp_path: Path) -> None:
+    old_file, new_file = put(tmp_path / "w" / "old.bin", 3, OLD), put(tmp_path / "w" / "new.bin", 5)
+    (tmp_path / "empty_old").mkdir()
+    os.utime(tmp_path / "empty_old", (OLD, OLD))
+    (tmp_path / "empty_new").mkdir()
+    stats = prune_tree(tmp_path, max_age_hours=24)
+    assert not old_file.exists()
+    assert new_file.exists()
+    assert not (tmp_path / "empty_old").exists()
+    assert (tmp_path / "empty_new").is_dir()
+    assert (stats.files_removed, stats.dirs_removed, stats.bytes_freed) == (1, 1, 3)
+    assert (stats.skipped_recent, stats.scanned, stats.errors) == (2, 5, 0)  # new.bin, empty_new; five entries
+
+
+def test_prune_tree_stop_and_missing_root(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    for i in range(5):
+        (tmp_path / "t" / f"f{i}").write_bytes(b"x")
+    stop = threading.Event()
+    stop.set()
+    stats = prune_tree(tmp_path / "t", max_age_hours=None, stop=stop, include_root=True)
+    assert stats.interrupted
+    assert stats.files_removed == 0
+    assert len(list((tmp_path / "t").iterdir())) == 5
+    missing = prune_tree(tmp_path / "missing", max_age_hours=0)
+    assert missing.scanned == 0
+    assert missing.errors == 0
+    not_a_dir = prune_tree(tmp_path / "t" / "f0", max_age_hours=0)
+    assert not_a_dir.errors == 1
+
+
+def test_remove_below_removes_whatever_the_entry_is(tmp_path: Path) -> None:
+    outside = put(tmp_path / "outside" / "precious.txt").parent
+    root = tmp_path / "root"
+    put(root / "jobs" / "file.bin", 7)
+    put(root / "jobs" / "dir" / "a" / "b.bin", 2)
+    (root / "jobs" / "link").symlink_to(outside, target_is_directory=True)
+    one = remove_below(str(root), ("jobs",), "file.bin", what="x")
+    assert (one.files_removed, one.bytes_freed, one.errors, one.root) == (1, 7, 0, str(root / "jobs" / "file.bin"))
+    dry = remove_below(str(root), ("jobs",), "dir", what="x", dry_run=True)
+    assert (dry.files_removed, dry.dirs_removed, dry.bytes_freed) == (1, 2, 2)
+    assert (root / "jobs" / "dir" / "a" / "b.bin").exists()
+    tree = remove_below(str(root), ("jobs",), "dir", what="x")
+    assert (tree.files_removed, tree.dirs_removed, tree.bytes_freed) == (1, 2, 2)
+    link = remove_below(str(root), ("jobs",), "link", what="x")
+    assert [item["kind"] for item in link.removed] == ["link"]
+    assert (outside / "precious.txt").exists()
+    assert sorted(os.listdir(root / "jobs")) == []
+    for gone in (
+        remove_below(str(root), ("jobs",), "nothing", what="x"),
+        remove_below(str(root), ("users",), "u1", what="x"),
+    ):
+        assert (gone.files_removed, gone.errors, gone.refused) == (0, 0, "")
+
+
+def test_remove_below_refuses_a_link_on_the_way(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    victim = put(tmp_path / "victim" / "J" / "precious.txt").parent.parent
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "jobs").symlink_to(victim)
+    stats = remove_below(str(tmp_path / "root"), ("jobs",), "J", what="cleanup of job workspace J")
+    assert (victim / "J" / "precious.txt").exists()
+    assert stats.refused.startswith(f"Refused: {tmp_path / 'root' / 'jobs'} is a symbolic link (to {victim})")
+    assert stats.failures == [{"path": str(tmp_path / "root" / "jobs"), "error": stats.refused}]
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "temp_cleanup_refused"]
+    assert record.getMessage().startswith("cleanup of job workspace J refused: ")
+    assert record.name == "common.fs"
+
+
+def test_open_reporting_records_what_it_could_not_open(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    stats = CleanupStats()
+    fd = open_reporting(str(tmp_path / "real"), ("sub",), stats, path="p", what="w")
+    assert fd is not None
+    os.close(fd)
+    assert open_reporting(str(tmp_path / "real"), ("missing",), stats, path="p", what="w") is None
+    assert stats.failures == []
+    (tmp_path / "real" / "link").symlink_to(tmp_path)
+    assert open_reporting(str(tmp_path / "real"), ("link",), stats, path="p", what="w") is None
+    assert "symbolic link" in stats.refused
+    long_name = str(tmp_path / ("n" * 300))  # the operating system's own refusal: ENAMETOOLONG
+    assert open_reporting(long_name, (), stats, path="where", what="w") is None
+    assert stats.failures[-1] == {"path": "where", "error": "File name too long"}
+
+
+def test_create_entry_makes_private_entries_with_fresh_names(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        names = [create_entry(fd, "clip_", ".mp4", is_dir=False) for _ in range(50)]
+        folder = create_entry(fd, None, None, is_dir=True)
+    finally:
+        os.close(fd)
+    assert len(set(names)) == 50
+    assert all(n.startswith("clip_") and n.endswith(".mp4") for n in names)
+    assert {stat.S_IMODE((tmp_path / n).stat().st_mode) for n in names} == {0o600}
+    assert folder.startswith("tmp")
+    assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700
+
+
+def test_managed_root_expands_but_never_resolves(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert managed_root("~/x") == Path.home() / "x"
+    assert managed_root(tmp_path / "link" / ".." / "link") == tmp_path / "link"  # the link itself, not its target
+
+
+def test_evict_lru_keeps_what_skip_names_and_refuses_a_linked_root(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    oldest, held, newest = (put(cache / n, 100, OLD + i) for i, n in enumerate(("a", "held", "z")))
+    stats = evict_lru(cache, 100, skip=lambda path: path == str(held))
+    assert [Path(item["path"]).name for item in stats.evicted] == ["a", "z"]  # "held" made up for by the next
+    assert (stats.bytes_before, stats.bytes_after, stats.limit_bytes) == (300, 100, 100)
+    assert held.exists()
+    assert not oldest.exists()
+    assert not newest.exists()
+    (tmp_path / "linked").symlink_to(cache)
+    refused = evict_lru(tmp_path / "linked", 0)
+    assert "symbolic link" in refused.refused
+    assert held.exists()
+    assert evict_lru(tmp_path / "missing", 0).to_dict()["errors"] == 0
+
+
+def test_eviction_never_follows_a_link_swapped_in_after_the_scan(tmp_path: Path, monkeypatch) -> None:
+    cache_root = tmp_path / "cache"
+    now = time.time()
+    for i in range(3):
+        put(cache_root / "sub" / f"f{i}", 100, now - 1000 + i)
+    for i in range(20):  # more directories than the eviction keeps open at once
+        put(cache_root / f"d{i:02}" / "x", 10, now - 2000 + i)
+    put(cache_root / "moved" / "f0", 100, now - 900)
+    outside = tmp_path / "outside"
+    for name in ("f0", "f1", "f2"):
+        put(outside / name, 100, now - 5000)
+    real_scan = prune._scan_cache
+
+    def scan_then_swap(*args, **kwargs):
+        files = real_scan(*args, **kwargs)
+        (cache_root / "sub").rename(tmp_path / "sub.away")
+        (cache_root / "sub").symlink_to(outside)  # the same names, reachable only through the link
+        (cache_root / "moved").rename(tmp_path / "moved.away")
+        (cache_root / "moved").mkdir()  # another real directory, same name and file name
+        put(cache_root / "moved" / "f0", 100, now - 900)
+        return files
+
+    monkeypatch.setattr(prune, "_scan_cache", scan_then_swap)
+    stats = evict_lru(cache_root, 0)
+    assert sorted(p.name for p in outside.iterdir()) == ["f0", "f1", "f2"]
+    assert (cache_root / "moved" / "f0").exists()  # not the file that was scanned: left for the next run
+    assert [f["path"] for f in stats.failures] == [str(cache_root / "sub")]
+    assert "symbolic link" in stats.failures[0]["error"]
+    assert stats.files_evicted == 20
+    assert all(not (cache_root / f"d{i:02}" / "x").exists() for i in range(20))

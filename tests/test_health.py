@@ -71,11 +71,13 @@ class TestLiveness:
 
 class TestReadiness:
     def test_all_up(self, client: Client) -> None:
-        status, body = ready(client)
+        # This machine's own disk and memory are not the subject here (tests/test_health_resources.py).
+        with override_settings(VIDEOGEN_COMMON={"DISK_THRESHOLD_PERCENT": 100.0, "MEMORY_THRESHOLD_PERCENT": 100.0}):
+            status, body = ready(client)
         assert status == 200
         assert body["status"] == "ok"
         assert body["version"] == health.get_version()
-        assert set(body["checks"]) == {"database", "cache", "storage", "jwks"}
+        assert set(body["checks"]) == {"database", "cache", "storage", "jwks", "disk", "memory"}
         for check in body["checks"].values():
             assert check["status"] == "ok"
             assert isinstance(check["latency_ms"], float)
@@ -206,7 +208,7 @@ class TestCheckServicesCommand:
         call_command("check_services", "--json")
         body = json.loads(capsys.readouterr().out)
         assert body["status"] == "ok"
-        assert set(body["checks"]) == {"database", "cache", "storage", "jwks"}
+        assert set(body["checks"]) == {"database", "cache", "storage", "jwks", "disk", "memory"}
 
     def test_only_some_checks(self, capsys: pytest.CaptureFixture[str]) -> None:
         call_command("check_services", "--check", "cache", "--json")

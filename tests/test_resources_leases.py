@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from common.resources import ResourceManager
+from common.maintenance import ResourceManager
 from common.services.jobs import stage_start
 from tests.services.lease_helpers import new_job, silence, untouched_for
 

@@ -16,8 +16,9 @@ from django.test import override_settings
 
 from common import tempfiles
 from common.errors import ResourceError, ValidationError
-from common.resources import ResourceManager
-from common.tempfiles import TempFileManager, is_path_in_use, prune_tree, temp_file_manager
+from common.fs import prune_tree
+from common.maintenance import ResourceManager
+from common.tempfiles import TempFileManager, is_path_in_use, temp_file_manager
 
 OLD = time.time() - 48 * 3600
 
@@ -399,43 +400,12 @@ def test_prune_tree_never_follows_symlinks(root: Path, tmp_path: Path) -> None:
     assert not workspace.exists()
 
 
-def test_prune_tree_stop_and_missing_root(tmp_path: Path) -> None:
-    (tmp_path / "t").mkdir()
-    for i in range(5):
-        (tmp_path / "t" / f"f{i}").write_bytes(b"x")
-    stop = threading.Event()
-    stop.set()
-    stats = prune_tree(tmp_path / "t", max_age_hours=None, stop=stop, include_root=True)
-    assert stats.interrupted
-    assert stats.files_removed == 0
-    assert len(list((tmp_path / "t").iterdir())) == 5
-    missing = prune_tree(tmp_path / "missing", max_age_hours=0)
-    assert missing.scanned == 0
-    assert missing.errors == 0
-    not_a_dir = prune_tree(tmp_path / "t" / "f0", max_age_hours=0)
-    assert not_a_dir.errors == 1
-
-
 def test_is_path_in_use_covers_contents_of_open_directories(root: Path) -> None:
     with temp_file_manager.temp_directory() as directory:
         assert is_path_in_use(directory / "deep" / "file")
         assert not is_path_in_use(str(directory) + "-sibling")
         assert not is_path_in_use(directory.parent)
     assert not is_path_in_use(directory / "deep" / "file")
-
-
-def test_old_and_new_files_by_age(root: Path) -> None:
-    workspace = temp_file_manager.get_user_temp_directory("aged")
-    old_file = workspace / "old.bin"
-    new_file = workspace / "new.bin"
-    old_file.write_bytes(b"o")
-    new_file.write_bytes(b"n")
-    os.utime(old_file, (OLD, OLD))
-    stats = prune_tree(root, max_age_hours=24)
-    assert not old_file.exists()
-    assert new_file.exists()
-    assert stats.files_removed == 1
-    assert stats.skipped_recent >= 1
 
 
 def test_prune_records_failures_and_keeps_going(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

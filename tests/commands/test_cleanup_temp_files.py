@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.test import override_settings
 
+from common import selectors
+from common.fs import prune_tree
 from common.models import Job, JobStatus
-from common.resources import resource_manager
-from common.tempfiles import prune_tree
 
 OLD = time.time() - 48 * 3600
 
@@ -27,15 +27,6 @@ class TTY(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-@pytest.fixture
-def roots(tmp_path: Path):
-    temp_root, cache_root = tmp_path / "temp", tmp_path / "cache"
-    temp_root.mkdir()
-    cache_root.mkdir()
-    with override_settings(VIDEOGEN_COMMON={"TEMP_DIR": temp_root, "CACHE_DIR": cache_root}):
-        yield temp_root, cache_root
 
 
 def write(path: Path, size: int, mtime: float = OLD) -> Path:
@@ -132,10 +123,10 @@ def test_progress_is_shown_on_a_terminal_only(roots) -> None:
 def test_failures_are_listed_and_make_the_command_fail(roots, monkeypatch) -> None:
     temp_root, _ = roots
 
-    def down():
+    def down(**kwargs):
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(resource_manager, "_live_job_ids", down)
+    monkeypatch.setattr(selectors, "jobs_live_ids", down)
     kept = write(temp_root / "jobs" / str(uuid.uuid4()) / "clip.mp4", 1)
     err = io.StringIO()
     with pytest.raises(CommandError, match="1 entries could not be removed"):

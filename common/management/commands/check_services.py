@@ -1,4 +1,4 @@
-"""``manage.py check_services``: run the readiness checks (database, cache, storage, JWKS) and report them."""
+"""``manage.py check_services``: run the readiness checks (database, cache, storage, JWKS, disk, memory)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def describe_pool(pool: dict[str, Any]) -> str:
 class Command(BaseCommand):
     """Run the same checks as ``GET /health/ready``; exit 1 when a critical one fails."""
 
-    help = "Check the database, cache, storage and JWKS; exit non-zero when a critical check fails."
+    help = "Check the database, cache, storage, JWKS, disk and memory; exit non-zero when a critical check fails."
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add ``--json`` and ``--check NAME``."""
@@ -34,7 +34,7 @@ class Command(BaseCommand):
             action="append",
             dest="only",
             metavar="NAME",
-            help="Run only this check (database, cache, storage or jwks); repeatable.",
+            help="Run only this check (database, cache, storage, jwks, disk or memory); repeatable.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.conf import app_settings
 from common.errors import PipelineError
-from common.resources import CacheEvictionStats, resource_manager
-from common.tempfiles import CleanupStats
+from common.fs import CacheEvictionStats, CleanupStats
+from common.maintenance import resource_manager
 
 # Redraw the terminal counter every this many entries (and once at the end).
 PROGRESS_EVERY = 200

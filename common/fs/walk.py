@@ -1,123 +1,30 @@
-"""The safe tree walk: nothing under a managed root is ever reached through a symbolic link.
-
-A managed root (``TEMP_DIR``, ``CACHE_DIR``) is trusted as configured except its last component, which
-must be a real directory. Below it, every directory is opened one component at a time relative to its
-parent's descriptor with ``O_NOFOLLOW | O_DIRECTORY``, and entries are created and removed relative to
-such a descriptor: a link under the root is an entry like any other, unlinked itself, its target never
-touched. The walk is iterative (any depth) and keeps at most :data:`MAX_OPEN_FDS` descriptors open;
-deeper levels are reopened through ``..`` on the way back up and checked to be the very directory
-(device, inode) seen on the way down, so a tree moved meanwhile stops the walk instead of leading it
-outside the root. The statistics are dataclasses that also read like the seeds' dicts.
-"""
+"""Opening, creating and walking below a managed root without ever following a symbolic link (see :mod:`common.fs`)."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import os
+import secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from common.errors import ResourceError
-from common.log import get_logger
-
-__all__ = [
-    "DIR_FLAGS",
-    "ENTRY",
-    "LEAVE",
-    "MAX_OPEN_FDS",
-    "UNSAFE_PATH",
-    "CleanupStats",
-    "FailureReport",
-    "SkipReason",
-    "Walk",
-    "describe_entry",
-    "open_below",
-    "open_chain",
-    "open_root",
-    "refuse",
-]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 # Descriptors one walk keeps open at most; deeper levels are reopened through ".." and verified.
 MAX_OPEN_FDS = 32
 UNSAFE_PATH = "UNSAFE_PATH"
-
-SkipReason = Literal["in_use", "live_job"]
-
-logger = get_logger(__name__)
+_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NAME_ATTEMPTS = 100
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-class FailureReport(Mapping[str, Any]):
-    """Mixin for statistics dataclasses with a ``failures`` list.
-
-    Adds the ``errors`` count, ``to_dict()``, and a read-only mapping view
-    (``stats["files_removed"]``, ``dict(stats)``) for callers written against
-    the seeds' dict results; a list read through the view is a copy.
-    """
-
-    failures: list[dict[str, str]]
-    refused: str
-
-    @property
-    def errors(self) -> int:
-        """Number of entries that could not be examined or removed (a refusal counts as one)."""
-        return len(self.failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (``errors`` is the count, ``failures`` the details)."""
-        data = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
-        data["errors"] = self.errors
-        return data
-
-    def _keys(self) -> list[str]:
-        return [f.name for f in fields(self)] + ["errors"]  # type: ignore[arg-type]  # a dataclass
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._keys():
-            raise KeyError(key)
-        value = getattr(self, key)
-        return copy.deepcopy(value) if isinstance(value, (list, dict)) else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
-
-
-@dataclass
-class CleanupStats(FailureReport):
-    """What a cleanup removed (or, with ``dry_run``, would remove) and what it left alone.
-
-    ``refused`` is empty, or says why the cleanup did not start (a symlinked
-    root, ``jobs`` or ``users`` directory); the same text is in ``failures``.
-    """
-
-    files_removed: int = 0
-    dirs_removed: int = 0
-    bytes_freed: int = 0
-    scanned: int = 0
-    skipped_in_use: int = 0
-    skipped_live_jobs: int = 0
-    skipped_recent: int = 0
-    dry_run: bool = False
-    interrupted: bool = False
-    root: str = ""
-    max_age_hours: float | None = None
-    refused: str = ""
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-
-R = TypeVar("R", bound=FailureReport)
+def managed_root(configured: str | os.PathLike[str]) -> Path:
+    """The absolute form of a configured root (``TEMP_DIR``, ``CACHE_DIR``): ``~`` expanded, links left as they are."""
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(configured))))
 
 
 # --------------------------------------------------------------------------- opening without following
@@ -211,6 +118,21 @@ def open_chain(root: str, parts: tuple[str, ...], *, create: bool) -> int | None
     """Open ``root/parts...`` (see :func:`open_root` and :func:`open_below`); the caller closes the descriptor."""
     fd = open_root(root, create=create)
     return None if fd is None else _descend(fd, root, parts, create=create)
+
+
+def create_entry(dir_fd: int, prefix: str | None, suffix: str | None, *, is_dir: bool) -> str:
+    """Create a new empty file (0600) or directory (0700) with a random name in ``dir_fd``; return the name."""
+    for _ in range(_NAME_ATTEMPTS):
+        name = f"{'tmp' if prefix is None else prefix}{secrets.token_hex(8)}{suffix or ''}"
+        try:
+            if is_dir:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            else:
+                os.close(os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd))
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(f"no free temp name after {_NAME_ATTEMPTS} attempts")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- the walk
@@ -368,18 +290,3 @@ class Walk:
                 frame.fd = None
         del self._stack[1:]
         self._open = 0
-
-
-def refuse(stats: R, error: ResourceError, *, what: str) -> R:
-    """Record a refused ``what`` in ``stats`` (``refused``, one failure), log it, and return ``stats``."""
-    path = str(error.details.get("path", ""))
-    stats.refused = error.message
-    stats.failures.append({"path": path, "error": error.message})
-    logger.warning(
-        "%s refused: %s %s",
-        what,
-        path,
-        error.details.get("reason", ""),
-        extra={"event": "temp_cleanup_refused", "path": path, "reason": error.details.get("reason", "")},
-    )
-    return stats
