@@ -11,9 +11,17 @@ class CommonConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the system checks and the receiver that frees a finished job's budget holds."""
+        """Register the system checks, the hold-freeing receiver and the thread-connection rule.
+
+        The rule: a call run through common.log's context helpers in another thread gives its
+        database connections back when it ends (common.db.releasing_connections).
+        """
         from common import checks  # noqa: F401  (importing registers the checks)
+        from common.db import releasing_connections
+        from common.log import register_thread_call_wrapper
         from common.services import costs, jobs
+
+        register_thread_call_wrapper(releasing_connections)
 
         # A completed, failed or cancelled job keeps no budget on hold. A signal (not a direct
         # call) keeps the lifecycle service independent of the cost tracker.

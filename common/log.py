@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
@@ -87,17 +87,27 @@ def job_context(job_id: UUID | str | None, stage: str | None = None) -> Iterator
         _job_id.reset(job_token)
 
 
-def _releasing_connections() -> AbstractContextManager[Any]:
-    """``common.db.releasing_connections()`` once Django is set up (imported late: ``common.db`` logs through here)."""
-    try:
-        from django.conf import settings
+# Context managers every thread call below runs inside, registered by the apps that need one:
+# common's AppConfig.ready() adds common.db.releasing_connections, so a thread gives its database
+# connections back without this module importing the database layer (which logs through here).
+_thread_call_wrappers: list[Callable[[], AbstractContextManager[Any]]] = []
 
-        if not settings.configured:
-            return nullcontext()
-        from common.db import releasing_connections
-    except ImportError:  # pragma: no cover - Django is a requirement; logging must work without it anyway
-        return nullcontext()
-    return releasing_connections()
+
+def register_thread_call_wrapper(factory: Callable[[], AbstractContextManager[Any]]) -> None:
+    """Run every later thread call of this module inside ``factory()`` (registered once, however often given).
+
+    The calls are :func:`run_in_context`, :func:`submit_in_context` and :func:`wrap_with_context`.
+    """
+    if factory not in _thread_call_wrappers:
+        _thread_call_wrappers.append(factory)
+
+
+@contextmanager
+def _thread_call() -> Iterator[None]:
+    with ExitStack() as stack:
+        for factory in tuple(_thread_call_wrappers):
+            stack.enter_context(factory())
+        yield
 
 
 def run_in_context(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -108,7 +118,7 @@ def run_in_context(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R
     Off the main thread, a database connection ``func`` opened is given back when it
     ends (the rule of :func:`common.db.releasing_connections`).
     """
-    with _releasing_connections():
+    with _thread_call():
         return contextvars.copy_context().run(func, *args, **kwargs)
 
 
@@ -122,7 +132,7 @@ def submit_in_context(executor: Executor, func: Callable[P, R], /, *args: P.args
     ctx = contextvars.copy_context()
 
     def call() -> R:
-        with _releasing_connections():
+        with _thread_call():
             return ctx.run(func, *args, **kwargs)
 
     return executor.submit(call)
@@ -138,7 +148,7 @@ def wrap_with_context(func: Callable[P, R]) -> Callable[P, R]:
     ctx = contextvars.copy_context()
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _releasing_connections():
+        with _thread_call():
             return ctx.copy().run(func, *args, **kwargs)
 
     return wrapper
