@@ -18,41 +18,12 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
-from common.env import (
-    DEFAULT_SQLITE_PATH,
-    ConfigProblem,
-    Environment,
-    EnvSettings,
-    Secret,
-    get_env_problems,
-    get_secret_values,
-    get_settings,
-    load_env_settings,
-    mask_url,
-    parse_database_url,
-    read_environment,
-    reset_settings_cache,
-    settings,
-)
+from common import env
+from common.env import *  # noqa: F403 - the environment's public API, re-exported unchanged (see above)
+from common.env import DEFAULT_SQLITE_PATH
 
-__all__ = [
-    "DEFAULTS",
-    "AppSettings",
-    "ConfigProblem",
-    "EnvSettings",
-    "Environment",
-    "Secret",
-    "app_settings",
-    "get_env_problems",
-    "get_secret_values",
-    "get_settings",
-    "load_env_settings",
-    "mask_url",
-    "parse_database_url",
-    "read_environment",
-    "reset_settings_cache",
-    "settings",
-]
+# The app settings, then every public name of common.env (tests/test_conf.py checks they are the same objects).
+__all__ = ["DEFAULTS", "AppSettings", "app_settings", *env.__all__]
 
 
 # --------------------------------------------------------------------------- app settings
