@@ -147,11 +147,11 @@ _PARSED_AUDIO = frozenset(audio.content_type for audio in AudioFormat)
 
 def sniff_content_type(data: bytes) -> str | None:
     """Return the content type recognised from the leading bytes of ``data`` (JSON: all of it), or ``None``."""
-    window = bytes(data[:4096])
+    head = bytes(data[:64])  # every signature is in the first 12 bytes; a WebM's doctype within 4 KiB
     for signature in SIGNATURES:
-        if signature.matches(window) and (content_type := signature.type_of(window)) is not None:
+        if signature.matches(head) and (content_type := signature.type_of(bytes(data[:4096]))) is not None:
             return content_type
-    if bytes(data[:64]).lstrip()[:1] in (b"{", b"[") and len(data) <= _JSON_SNIFF_LIMIT:
+    if head.lstrip()[:1] in (b"{", b"[") and len(data) <= _JSON_SNIFF_LIMIT:
         try:
             json.loads(bytes(data))
         except (ValueError, UnicodeDecodeError):
