@@ -89,8 +89,10 @@ def whole_number(low: int, high: int, what: str) -> Parser:
     """A whole number from ``low`` to ``high`` (ASCII digits only)."""
 
     def parse(value: str, strict: bool) -> int:
-        if value.isascii() and value.isdigit() and low <= int(value) <= high:
-            return int(value)
+        digits = value.lstrip("0") or "0"
+        # Thousands of digits would make int() raise; no such number is in range anyway.
+        if value.isascii() and value.isdigit() and len(digits) <= len(str(high)) and low <= int(digits) <= high:
+            return int(digits)
         raise ValueError(f"must be a whole number of {what} from {low} to {high}, got {value!r}")
 
     return parse

@@ -340,3 +340,13 @@ def test_log_file_that_cannot_be_written_is_a_problem(tmp_path: Path) -> None:
         "LOG_FILE", "is in a folder that does not exist (/proc/x)"
     )
     assert load_env_settings({"LOG_FILE": str(tmp_path / "videogen.log")})[0].log_file == str(tmp_path / "videogen.log")
+
+
+@pytest.mark.parametrize(("value", "size"), [("9" * 5000, None), ("0" * 5000 + "7", 7), ("0010", 10)])
+def test_a_pool_size_of_thousands_of_digits_is_a_problem_not_a_crash(value: str, size: int | None) -> None:
+    """Before: int() raised "Exceeds the limit (4300 digits)" out of load_env_settings."""
+    env, problems = load_env_settings({"DATABASE_POOL_SIZE": value}, strict=False)
+    if size is None:
+        assert [p.message[:58] for p in problems] == ["must be a whole number of connections from 1 to 1000, got "]
+    else:
+        assert (problems, env.database_pool_size) == ([], size)
