@@ -24,8 +24,8 @@ _LAZY: dict[str, str] = {
     "StorageError": "common.errors",
     "get_user_friendly_message": "common.errors",
     # settings
-    "get_settings": "common.conf",
-    "settings": "common.conf",
+    "get_settings": "common.env",
+    "settings": "common.env",
     "app_settings": "common.conf",
     # logging and retry
     "get_logger": "common.log",

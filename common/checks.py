@@ -1,7 +1,7 @@
 """System checks for the environment and the app settings (ids ``common.E0xx`` / ``common.W0xx``).
 
 ``manage.py check`` (and ``check --deploy``) run these, so a misconfigured
-deployment is reported with the same messages :func:`common.conf.get_settings`
+deployment is reported with the same messages :func:`common.env.get_settings`
 raises, every problem at once, and without any secret value.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from common import conf
+from common import conf, env
 
 # Stable ids: E001 missing variables (one message naming all), E002 an invalid
 # variable (one message each), E003 unknown app settings, W001 unusable knobs.
@@ -26,7 +26,7 @@ W010_NO_TOKEN_VERIFICATION = "common.W010"  # noqa: S105 - a check id, not a sec
 @register(Tags.compatibility, deploy=False)
 def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report every problem in the environment variables."""
-    problems = conf.get_env_problems()
+    problems = env.get_env_problems()
     messages: list[CheckMessage] = []
     missing = [p.variable for p in problems if p.missing]
     if missing:
@@ -41,11 +41,11 @@ def check_environment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
         if not problem.missing:
             messages.append(Error(f"{problem.variable} {problem.message}.", id=E002_INVALID))
     if not problems:
-        env = conf.get_settings()
-        if env.is_production and env.debug:
+        in_effect = env.get_settings()
+        if in_effect.is_production and in_effect.debug:
             messages.append(
                 Warning(
-                    f"DEBUG is on with ENVIRONMENT={env.environment.value}.",
+                    f"DEBUG is on with ENVIRONMENT={in_effect.environment.value}.",
                     hint="Set DEBUG=false outside development.",
                     id=W001_DEBUG_OUTSIDE_DEVELOPMENT,
                 )
@@ -74,7 +74,7 @@ def check_token_verification(app_configs: Any = None, **kwargs: Any) -> list[Che
     """Warn when the API can verify no access token (neither a JWKS nor a legacy JWT secret)."""
     from common.api.authentication import token_systems
 
-    if conf.get_env_problems():
+    if env.get_env_problems():
         return []  # check_environment reports them; the systems cannot be known yet
     if token_systems().configured:
         return []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from common.conf import CREDENTIAL_PARAM_NAMES
+from common.masking import CREDENTIAL_PARAM_NAMES
 
 __all__ = [
     "QUIET_LOGGERS",
@@ -200,7 +200,7 @@ _RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logg
 _REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 # URL credentials in query parameters (?password=, ?token=, ?key=, ?access_token=, &signature=, X-Amz-Signature=,
-# Django signed "sig" ...: the names common.conf masks). The value stops at a backslash too, so redacting a
+# Django signed "sig" ...: the names common.masking masks). The value stops at a backslash too, so redacting a
 # serialised JSON line never eats an escape.
 _URL_TOKEN = re.compile(rf"(?i)([?&;](?:{CREDENTIAL_PARAM_NAMES})=)[^&\s\"'\\]+")
 # The password of scheme://user:password@host (up to the last "@" before the path): any length, configured or not.
@@ -211,7 +211,7 @@ _KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_sec
 def _configured_secrets() -> tuple[str, ...]:
     """Secret values of the environment (valid or not, so an invalid setup still redacts); empty if unreadable."""
     try:
-        from common.conf import get_secret_values
+        from common.env import get_secret_values
 
         return get_secret_values()
     except Exception:  # noqa: BLE001 - redaction must never break logging

@@ -5,8 +5,9 @@ Every rejection is a :class:`~common.errors.ValidationError` with a stable
 ``except`` clause and an API can answer with ``error.to_dict()``.
 
 :func:`validate_audio_file` never trusts a file name or a client-sent MIME type:
-it reads the first bytes (at most :data:`MAX_HEADER_BYTES`, whatever the file
-size) and recognises MP3, WAV and FLAC by their magic bytes.
+it takes bytes, a path or a file object, checks its size, and lets
+:func:`common.media.read_audio_format` read the first bytes (at most
+:data:`MAX_HEADER_BYTES`, whatever the file size) to recognise MP3, WAV and FLAC.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import contextlib
 import io
 import math
 import os
-import struct
 import unicodedata
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from common.errors import ValidationError
+from common.media import MAX_HEADER_BYTES, AudioFormat, read_audio_format
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -33,29 +33,14 @@ __all__ = [
 ]
 
 MB = 1024 * 1024
-# The most bytes validate_audio_file reads from one input, however large it is.
-MAX_HEADER_BYTES = 64 * 1024
-# After an ID3v2 tag some taggers leave NUL padding outside the declared size; look this far for the audio.
-_ID3_PADDING_WINDOW = 4096
-_MAX_ID3_TAGS = 4
-_MAX_WAV_CHUNKS = 32
 
-# Stable error codes (see common.errors.get_user_friendly_message).
+# Stable error codes (see common.errors.get_user_friendly_message); common.media raises INVALID_AUDIO.
 EMPTY_FILE = "EMPTY_FILE"
 FILE_TOO_LARGE = "FILE_TOO_LARGE"
-INVALID_AUDIO = "INVALID_AUDIO"
 UNREADABLE_FILE = "UNREADABLE_FILE"
 FILE_NOT_FOUND = "NOT_FOUND"
 INVALID_FILE_SIZE = "INVALID_FILE_SIZE"
 INVALID_PROMPT = "INVALID_PROMPT"
-
-
-class AudioFormat(StrEnum):
-    """An accepted audio container, as detected from the content."""
-
-    MP3 = "mp3"
-    WAV = "wav"
-    FLAC = "flac"
 
 
 # --------------------------------------------------------------------------- sizes
@@ -186,49 +171,7 @@ def validate_prompt(prompt: object, min_length: int = 50, max_length: int = 500)
     return text
 
 
-# --------------------------------------------------------------------------- audio: reading
-
-
-class _Header:
-    """Bounded random access to the start of the input; counts what it reads."""
-
-    def __init__(self, read_at: Callable[[int, int], bytes], size: int) -> None:
-        self._read_at = read_at
-        self.size = size
-        self.bytes_read = 0
-
-    def read(self, offset: int, length: int) -> bytes:
-        """Return up to ``length`` bytes at ``offset`` (fewer at the end of the input)."""
-        length = min(length, self.size - offset)
-        if length <= 0:
-            return b""
-        if self.bytes_read + length > MAX_HEADER_BYTES:
-            raise _invalid("its header is too long to inspect", reason="header_too_long")
-        data = self._read_at(offset, length)
-        self.bytes_read += len(data)
-        return data
-
-
-def _invalid(found: str, *, reason: str = "unsupported", header: bytes = b"", **details: Any) -> ValidationError:
-    """Build the INVALID_AUDIO error for content that is not a usable MP3, WAV or FLAC."""
-    payload: dict[str, Any] = {"reason": reason, "found": found, **details}
-    if header:
-        payload["header_hex"] = header[:16].hex()
-    return ValidationError(
-        f"Not a supported audio file (MP3, WAV or FLAC): {found}.",
-        code=INVALID_AUDIO,
-        details=payload,
-    )
-
-
-def _truncated(what: str, needed: int, have: int) -> ValidationError:
-    return _invalid(
-        f"{what} is truncated (its header needs {needed} bytes, the file has {have})",
-        reason="truncated",
-        format=what.split()[0].lower(),
-        needed_bytes=needed,
-        size_bytes=have,
-    )
+# --------------------------------------------------------------------------- audio uploads
 
 
 def _check_limit(max_size_mb: float) -> int:
@@ -283,7 +226,7 @@ def validate_audio_file(file: object, max_size_mb: float = 10) -> AudioFormat:
     if isinstance(file, (bytes, bytearray, memoryview)):
         data = memoryview(file).cast("B")
         _check_size(len(data), max_bytes)
-        return _detect(_Header(lambda offset, length: bytes(data[offset : offset + length]), len(data)))
+        return read_audio_format(lambda offset, length: bytes(data[offset : offset + length]), len(data))
     if isinstance(file, (str, os.PathLike)):
         return _validate_path(file, max_bytes)
     if callable(getattr(file, "read", None)) and callable(getattr(file, "seek", None)):
@@ -316,7 +259,7 @@ def _validate_path(file: str | os.PathLike[Any], max_bytes: int) -> AudioFormat:
     _check_size(stat.st_size, max_bytes)
     try:
         with path.open("rb") as handle:
-            return _detect(_Header(_stream_reader(handle), stat.st_size))
+            return read_audio_format(_stream_reader(handle), stat.st_size)
     except OSError as exc:
         raise _unreadable(
             f"The audio file {path.name!r} cannot be read: {exc.strerror or exc}.", reason="os_error", path=str(path)
@@ -370,7 +313,7 @@ def _validate_stream(stream: Any, max_bytes: int) -> AudioFormat:
         ) from None
     try:
         _check_size(size, max_bytes)
-        result = _detect(_Header(_stream_reader(stream), size))
+        result = read_audio_format(_stream_reader(stream), size)
     except BaseException:
         with contextlib.suppress(*_STREAM_ERRORS):  # the first problem is the one to report
             stream.seek(position)
@@ -384,202 +327,3 @@ def _validate_stream(stream: Any, max_bytes: int) -> AudioFormat:
             error=type(exc).__name__,
         ) from exc
     return result
-
-
-# --------------------------------------------------------------------------- audio: formats
-
-
-def _syncsafe(data: bytes) -> int | None:
-    """Decode a 4-byte ID3v2 "syncsafe" integer (7 bits a byte); ``None`` if a byte has its high bit set."""
-    if any(b & 0x80 for b in data):
-        return None
-    return (data[0] << 21) | (data[1] << 14) | (data[2] << 7) | data[3]
-
-
-def _mpeg_frame(header: bytes) -> str | None:
-    """Return ``None`` for a valid MPEG-1/2/2.5 Layer III frame header, else why it is not one."""
-    if len(header) < 4 or header[0] != 0xFF or (header[1] & 0xE0) != 0xE0:
-        return "no MPEG frame sync"
-    version = (header[1] >> 3) & 0b11  # 00 = MPEG-2.5, 01 = reserved, 10 = MPEG-2, 11 = MPEG-1
-    layer = (header[1] >> 1) & 0b11  # 00 = reserved, 01 = Layer III, 10 = Layer II, 11 = Layer I
-    bitrate = header[2] >> 4
-    sample_rate = (header[2] >> 2) & 0b11
-    emphasis = header[3] & 0b11
-    if version == 0b01:
-        return "reserved MPEG version bits"
-    if layer == 0b00:
-        return "reserved MPEG layer bits"
-    if layer != 0b01:
-        return f"MPEG Layer {'II' if layer == 0b10 else 'I'} audio (MP{2 if layer == 0b10 else 1}), not MP3"
-    if bitrate == 0b1111:
-        return "invalid MPEG bitrate index"
-    if sample_rate == 0b11:
-        return "reserved MPEG sample-rate index"
-    if emphasis == 0b10:
-        return "reserved MPEG emphasis bits"
-    return None
-
-
-def _detect(src: _Header) -> AudioFormat:
-    head = src.read(0, 64)
-    if head.startswith(b"ID3") or b"ID3".startswith(head):
-        return _after_id3(src, head)
-    if head.startswith(b"RIFF") or (len(head) < 4 and b"RIFF".startswith(head)):
-        return _wav(src, head)
-    if head.startswith(b"fLaC") or (len(head) < 4 and b"fLaC".startswith(head)):
-        return _flac(src, 0)
-    found = _describe_other(head)
-    if found is not None:
-        raise _invalid(f"looks like {found}", header=head)
-    if head[:1] == b"\xff" and len(head) >= 2 and (head[1] & 0xE0) == 0xE0:
-        if len(head) < 4:
-            raise _truncated("MP3 frame header", 4, src.size)
-        problem = _mpeg_frame(head)
-        if problem is None:
-            return AudioFormat.MP3
-        raise _invalid(f"an MPEG frame sync with {problem}", reason="malformed", header=head)
-    raise _invalid(f"unknown content starting with 0x{head[:8].hex()}", header=head)
-
-
-def _after_id3(src: _Header, head: bytes) -> AudioFormat:
-    """Skip one or more ID3v2 tags and require an MP3 frame (or a FLAC stream) right after them."""
-    offset = 0
-    for _ in range(_MAX_ID3_TAGS):
-        tag = head if offset == 0 else src.read(offset, 10)
-        if not (tag.startswith(b"ID3") or (0 < len(tag) < 3 and b"ID3".startswith(tag))):
-            break
-        if len(tag) < 10:
-            raise _truncated("MP3 ID3 tag", offset + 10, src.size)
-        major, revision, flags = tag[3], tag[4], tag[5]
-        size = _syncsafe(tag[6:10])
-        if major not in (2, 3, 4) or revision == 0xFF or size is None:
-            raise _invalid("a malformed ID3v2 tag header", reason="malformed", header=tag)
-        offset += 10 + size + (10 if major == 4 and flags & 0x10 else 0)
-    if offset >= src.size:
-        raise _invalid(
-            f"an ID3 tag of {offset} bytes with no audio after it (the file has {src.size} bytes)",
-            reason="truncated",
-            format="mp3",
-            needed_bytes=offset + 4,
-            size_bytes=src.size,
-        )
-    window = src.read(offset, _ID3_PADDING_WINDOW)
-    start = len(window) - len(window.lstrip(b"\x00"))
-    audio = window[start : start + 4]
-    if audio.startswith(b"fLaC"):
-        return _flac(src, offset + start)
-    if not audio:
-        raise _invalid("an ID3 tag followed only by padding", reason="truncated", format="mp3")
-    if len(audio) < 4 and audio[:1] == b"\xff":
-        raise _truncated("MP3 frame header", offset + start + 4, src.size)
-    problem = _mpeg_frame(audio)
-    if problem is not None:
-        other = _describe_other(window[start:])
-        found = f"an ID3 tag followed by {other}" if other else f"an ID3 tag followed by {problem}"
-        raise _invalid(found, reason="malformed", header=audio)
-    return AudioFormat.MP3
-
-
-def _wav(src: _Header, head: bytes) -> AudioFormat:
-    if len(head) < 12:
-        raise _truncated("WAV (RIFF) header", 12, src.size)
-    form = head[8:12]
-    if form != b"WAVE":
-        kinds = {b"AVI ": "an AVI video", b"WEBP": "a WebP image", b"RMID": "a RIFF MIDI file"}
-        found = kinds.get(form) or f"a RIFF file of type {form.decode('latin-1')!r}, not WAVE"
-        raise _invalid(f"looks like {found}", header=head)
-    offset = 12
-    for _ in range(_MAX_WAV_CHUNKS):
-        chunk = src.read(offset, 8)
-        if len(chunk) < 8:
-            raise _truncated("WAV file", offset + 8, src.size)
-        chunk_id = chunk[:4]
-        (chunk_size,) = struct.unpack("<I", chunk[4:8])
-        if chunk_id == b"fmt ":
-            if chunk_size < 16:
-                raise _invalid(f"a WAV fmt chunk of {chunk_size} bytes (at least 16 needed)", reason="malformed")
-            body = src.read(offset + 8, 16)
-            if len(body) < 16:
-                raise _truncated("WAV fmt chunk", offset + 24, src.size)
-            _tag, channels, sample_rate = struct.unpack("<HHI", body[:8])
-            if channels == 0 or sample_rate == 0:
-                raise _invalid(
-                    f"a WAV fmt chunk with {channels} channels at {sample_rate} Hz",
-                    reason="malformed",
-                    channels=channels,
-                    sample_rate=sample_rate,
-                )
-            return AudioFormat.WAV
-        if chunk_id == b"data":
-            raise _invalid("a WAV file whose data chunk comes before its fmt chunk", reason="malformed")
-        offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even length
-    raise _invalid(f"a WAV file with no fmt chunk in its first {_MAX_WAV_CHUNKS} chunks", reason="malformed")
-
-
-def _flac(src: _Header, offset: int) -> AudioFormat:
-    needed = 4 + 4 + 34  # "fLaC", a metadata block header, the STREAMINFO block
-    block = src.read(offset, needed)
-    if len(block) < needed:
-        raise _truncated("FLAC header", offset + needed, src.size)
-    block_type = block[4] & 0x7F
-    length = int.from_bytes(block[5:8], "big")
-    if block_type != 0 or length != 34:
-        raise _invalid("a FLAC stream whose first metadata block is not STREAMINFO", reason="malformed")
-    info = block[8:]
-    min_block, max_block = struct.unpack(">HH", info[:4])
-    sample_rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
-    if min_block < 16 or max_block < min_block or sample_rate == 0:
-        raise _invalid(
-            "a FLAC STREAMINFO block with impossible values",
-            reason="malformed",
-            sample_rate=sample_rate,
-            min_block_size=min_block,
-            max_block_size=max_block,
-        )
-    return AudioFormat.FLAC
-
-
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"%PDF-", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"OggS", "an Ogg file (Vorbis/Opus are not supported)"),
-    (b"\x1aE\xdf\xa3", "a Matroska/WebM file"),
-    (b"MThd", "a MIDI file"),
-    (b"\x7fELF", "an ELF executable"),
-    (b"#!AMR", "an AMR audio file"),
-    (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "a Windows Media (ASF/WMA) file"),
-)
-
-
-def _describe_other(head: bytes) -> str | None:
-    """Name well-known non-audio (or unsupported audio) content, or ``None``."""
-    for magic, name in _SIGNATURES:
-        if head.startswith(magic):
-            return name
-    if head[4:8] == b"ftyp":
-        brand = head[8:12].decode("latin-1").strip()
-        return f"an MP4/M4A/MOV file (brand {brand!r}; AAC/ALAC audio is not supported)"
-    if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
-        return "an AIFF audio file"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0:
-        return "AAC audio in ADTS frames"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text[:1] == b"<":
-        return "an HTML or XML document"
-    if text[:1] in (b"{", b"["):
-        return "JSON text"
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The 64-byte window may cut a multi-byte character; anything earlier is a real decoding error.
-        if exc.start < len(head) - 3:
-            return None
-        decoded = head[: exc.start].decode("utf-8")
-    if decoded and all(ch.isprintable() or ch in "\r\n\t" for ch in decoded):
-        return "plain text"
-    return None

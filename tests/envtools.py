@@ -8,27 +8,11 @@ import os
 
 import pytest
 
-from common import conf
+from common import env
+from common.env import ConfigProblem, load_env_settings
 
-# Every variable common.conf reads, plus the file switch.
-CONF_VARIABLES = (
-    "ENVIRONMENT",
-    "LOG_LEVEL",
-    "LOG_FILE",
-    "DEBUG",
-    "DJANGO_SECRET_KEY",
-    "ALLOWED_HOSTS",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SUPABASE_URL",
-    "SUPABASE_SERVICE_KEY",
-    "SUPABASE_ANON_KEY",
-    "OPENAI_API_KEY",
-    "REPLICATE_API_TOKEN",
-    "JWT_SECRET_KEY",
-    "DATABASE_POOL_SIZE",
-    "DATABASE_POOL_TIMEOUT",
-)
+# Every variable common.env reads: the rows of its table (tests/test_env.py checks it reads no other).
+CONF_VARIABLES = tuple(variable.name for variable in env.VARIABLES)
 
 
 def b64url(data: dict[str, object]) -> str:
@@ -77,7 +61,7 @@ def use_environment(monkeypatch: pytest.MonkeyPatch, values: dict[str, str] | No
     monkeypatch.setenv("VIDEOGEN_ENV_FILE", os.devnull)
     for name, value in (values or {}).items():
         monkeypatch.setenv(name, value)
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
 
 
 def subprocess_env(values: dict[str, str]) -> dict[str, str]:
@@ -86,3 +70,32 @@ def subprocess_env(values: dict[str, str]) -> dict[str, str]:
     env["VIDEOGEN_ENV_FILE"] = os.devnull
     env.update(values)
     return env
+
+
+def production(**overrides: str | None) -> dict[str, str]:
+    """:data:`PRODUCTION_ENV` with some variables replaced (a value) or removed (``None``)."""
+    environ = dict(PRODUCTION_ENV)
+    for name, value in overrides.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return environ
+
+
+def problems_of(environ: dict[str, str]) -> list[ConfigProblem]:
+    """The problems ``environ`` has (parsed leniently)."""
+    return load_env_settings(environ, strict=False)[1]
+
+
+def only_problem(environ: dict[str, str]) -> ConfigProblem:
+    """The one problem ``environ`` has (fails the test when there are more or none)."""
+    problems = problems_of(environ)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def assert_no_secret(text: str) -> None:
+    """Fail when ``text`` contains any secret of :data:`PRODUCTION_ENV`."""
+    for secret in SECRET_VALUES:
+        assert secret not in text

@@ -12,8 +12,8 @@ import pytest
 from django.core.checks import Error, Warning, run_checks
 from django.test import override_settings
 
-from common import checks, conf
-from common.conf import REQUIRED_OUTSIDE_DEVELOPMENT
+from common import checks, env
+from common.env import REQUIRED_OUTSIDE_DEVELOPMENT
 from tests.envtools import PRODUCTION_ENV, SECRET_VALUES, subprocess_env, use_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,9 +22,9 @@ CHECK_LINE = re.compile(r"\((common\.[EW]\d{3})\) (.*)")
 
 @pytest.fixture(autouse=True)
 def _fresh_settings_cache() -> Iterator[None]:
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
     yield
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

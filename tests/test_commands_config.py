@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from common import conf
+from common import conf, env
 from tests.envtools import PRODUCTION_ENV, SECRET_VALUES, subprocess_env, use_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _fresh_settings_cache() -> Iterator[None]:
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
     yield
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
 
 
 def describe() -> list[str]:
@@ -38,7 +38,7 @@ def test_development_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lines[0] == "videogen configuration"
     assert lines[1:] == [
         "  environment: development (debug=on, log level INFO)",
-        f"  database:    SQLite at {conf.DEFAULT_SQLITE_PATH}",
+        f"  database:    SQLite at {env.DEFAULT_SQLITE_PATH}",
         "  cache:       local memory",
         "  storage:     local files",
         "  API keys:    none configured",

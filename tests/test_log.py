@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from common import conf
+from common import env
 from common.log import (
     JsonFormatter,
     build_logging_config,
@@ -85,9 +85,9 @@ def cap(request: pytest.FixtureRequest) -> Iterator[Capture]:
 
 @pytest.fixture(autouse=True)
 def _fresh_settings_cache() -> Iterator[None]:
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
     yield
-    conf.reset_settings_cache()
+    env.reset_settings_cache()
 
 
 # --------------------------------------------------------------------------- the line format
@@ -393,12 +393,17 @@ def test_formatter_survives_a_record_without_attributes() -> None:
 
 
 def test_formatter_survives_a_failing_secret_lookup(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
     def broken() -> tuple[str, ...]:
+        calls.append(1)
         raise PermissionError("cannot read .env")
 
-    monkeypatch.setattr(conf, "get_secret_values", broken)
-    cap.logger.info("still logged")
-    assert cap.last()["message"] == "still logged"
+    monkeypatch.setattr(env, "get_secret_values", broken)
+    cap.logger.info("still logged with %s", "sk-" + "a" * 30)
+    # The lookup failed, yet the line is written, and the key shapes are still redacted.
+    assert cap.last()["message"] == "still logged with [REDACTED]"
+    assert calls  # the failing lookup was really made
 
 
 def test_secrets_are_redacted_even_when_the_configuration_is_invalid(

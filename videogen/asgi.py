@@ -6,7 +6,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 
-from common.conf import get_settings
+from common.env import get_settings
 
 get_settings()
 application = get_asgi_application()

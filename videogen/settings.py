@@ -1,6 +1,6 @@
-"""Django settings for videogen, derived from the environment through :mod:`common.conf`.
+"""Django settings for videogen, derived from the environment through :mod:`common.env`.
 
-Nothing here reads ``os.environ`` directly: :func:`common.conf.load_env_settings`
+Nothing here reads ``os.environ`` directly: :func:`common.env.load_env_settings`
 parses and validates every variable once. It is called leniently so that a bad
 environment still lets Django boot and ``manage.py check`` report every problem
 (``common.E001``/``E002``); the WSGI/ASGI entry points refuse to serve instead.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.cache_keys import KEY_PREFIX, cache_settings
-from common.conf import load_env_settings, parse_database_url
+from common.env import load_env_settings, parse_database_url
 from common.log import build_logging_config
 from common.storage.buckets import bucket_storages, supabase_selected
 

@@ -48,7 +48,8 @@ from common.api.jwks import (
     UnknownSigningKey,
     get_jwks_cache,
 )
-from common.conf import Secret, app_settings, get_settings, mask_url
+from common.conf import app_settings
+from common.env import Secret, get_settings, mask_url
 from common.errors import ConfigError
 from common.log import get_logger
 

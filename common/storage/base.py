@@ -13,6 +13,7 @@ from django.core.files.base import File
 
 from common.conf import app_settings
 from common.errors import ValidationError
+from common.media import AudioFormat
 from common.storage.content_types import detect_content_type, normalize_content_type, sniff_content_type
 from common.storage.paths import clean_object_path, clean_prefix
 from common.storage.sources import UploadSource, open_source
@@ -21,8 +22,8 @@ __all__ = ["BucketStorageMixin", "ObjectEntry", "expiry_seconds", "recognise_con
 
 BUCKET_OPTIONS = frozenset({"bucket", "max_size", "allowed_content_types", "file_overwrite"})
 
-# The audio types the sniffer's first guess is confirmed for by common.validation's stricter parser.
-_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+# The audio types the sniffer's first guess is confirmed for by common.media's stricter header parser.
+_AUDIO_TYPES = frozenset(audio.content_type for audio in AudioFormat)
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,12 @@ def expiry_seconds(expires_in: object = None) -> int:
 def recognise_content(source: UploadSource) -> tuple[str | None, str]:
     """Return (the content type the bytes are recognised as, or None; what they look like, for messages).
 
-    The magic numbers decide (``content_types.sniff_content_type``); audio is then confirmed by
+    The magic numbers decide (``common.media.sniff_content_type``); audio is then confirmed by
     ``common.validation.validate_audio_file``, which parses MP3 frame, WAV and FLAC headers, so
     random bytes that happen to start like an MPEG frame are not taken for MP3.
     """
     sniffed = sniff_content_type(source.head)
-    if sniffed not in _AUDIO_TYPES.values():
+    if sniffed not in _AUDIO_TYPES:
         return sniffed, sniffed or f"unrecognised content starting with 0x{source.head[:8].hex()}"
     from common.validation import validate_audio_file
 
@@ -64,8 +65,7 @@ def recognise_content(source: UploadSource) -> tuple[str | None, str]:
         if exc.code == "UNREADABLE_FILE":
             raise
         return None, str(exc.details.get("found") or exc.message)
-    kind = _AUDIO_TYPES[str(audio)]
-    return kind, kind
+    return audio.content_type, audio.content_type
 
 
 class BucketStorageMixin:

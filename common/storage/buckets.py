@@ -84,7 +84,7 @@ def supabase_selected(env: Any, problems: Iterable[Any] = ()) -> bool:
 
     A given but invalid value (``SUPABASE_SERVICE_KEY=abc``) still selects Supabase: every storage call
     then refuses with ``ConfigError`` naming the problem, instead of silently storing files locally.
-    ``env`` and ``problems`` are what ``common.conf.load_env_settings(strict=False)`` returns.
+    ``env`` and ``problems`` are what ``common.env.load_env_settings(strict=False)`` returns.
     """
     given = {getattr(p, "variable", None) for p in problems}
     return (

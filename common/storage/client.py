@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from common.conf import app_settings, get_settings
+from common.conf import app_settings
+from common.env import get_settings
 from common.errors import ConfigError
 
 __all__ = [

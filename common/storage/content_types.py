@@ -1,9 +1,15 @@
-"""Content-type detection: from the bytes (magic numbers) first, then from the file extension."""
+"""Content types: from the bytes first (:func:`common.media.sniff_content_type`), then from the file extension.
+
+The signatures live in :mod:`common.media`, shared with the audio validator; this module adds the
+names (aliases resolved to one canonical type) and the extension fallback. ``sniff_content_type``
+is re-exported from here for the storage code and its callers.
+"""
 
 from __future__ import annotations
 
-import json
 import mimetypes
+
+from common.media import sniff_content_type
 
 __all__ = ["DEFAULT_CONTENT_TYPE", "detect_content_type", "normalize_content_type", "sniff_content_type"]
 
@@ -45,63 +51,11 @@ _EXTENSIONS = {
     ".txt": "text/plain",
 }
 
-# How many leading bytes JSON detection parses at most (larger payloads fall back to the extension).
-_JSON_SNIFF_LIMIT = 1024 * 1024
-
 
 def normalize_content_type(content_type: str) -> str:
     """Return ``content_type`` lower-cased, without parameters, aliases resolved (``audio/mp3`` -> ``audio/mpeg``)."""
     base = content_type.split(";", 1)[0].strip().lower()
     return _ALIASES.get(base, base)
-
-
-def _is_mp3_frame(data: bytes) -> bool:
-    # MPEG audio frame sync: 11 set bits, then a layer other than "reserved" (00 = AAC ADTS).
-    return len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] >> 1) & 0x03 != 0
-
-
-def sniff_content_type(data: bytes) -> str | None:
-    """Return the content type recognised from the leading bytes of ``data``, or ``None``."""
-    head = bytes(data[:64])
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head.startswith(b"RIFF") and len(head) >= 12:
-        kind = head[8:12]
-        if kind == b"WAVE":
-            return "audio/wav"
-        if kind == b"WEBP":
-            return "image/webp"
-        if kind == b"AVI ":
-            return "video/x-msvideo"
-    if head.startswith(b"fLaC"):
-        return "audio/flac"
-    if head.startswith(b"OggS"):
-        return "audio/ogg"
-    if head.startswith(b"ID3") or _is_mp3_frame(head):
-        return "audio/mpeg"
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        if brand in (b"M4A ", b"M4B "):
-            return "audio/mp4"
-        return "video/mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm" if b"webm" in bytes(data[:4096]) else "video/x-matroska"
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    stripped = head.lstrip()
-    if stripped[:1] in (b"{", b"[") and len(data) <= _JSON_SNIFF_LIMIT:
-        try:
-            json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return "application/json"
-    return None
 
 
 def detect_content_type(data: bytes, filename: str | None = None) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from common.api.authentication import token_systems
-from common.conf import app_settings, get_settings
+from common.conf import app_settings
+from common.env import get_settings
 from common.errors import ConfigError
 
 
