@@ -64,10 +64,12 @@ class TestSignedDownloadView:
         assert client.get("/storage/video-outputs/job-1/final.mp4?token=").status_code == 403
 
     def test_expired(self, client: Client, stored: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        now = local._now()
-        monkeypatch.setattr(local, "_now", lambda: now + 299)
+        # The expiry the token carries (signing time + 300 s): reading the clock here instead could
+        # already be a second later than the signing under load.
+        expires = signing.loads(token_of(stored), salt=local.SIGNED_URL_SALT)["e"]
+        monkeypatch.setattr(local, "_now", lambda: expires - 1)
         assert client.get(stored).status_code == 200
-        monkeypatch.setattr(local, "_now", lambda: now + 301)
+        monkeypatch.setattr(local, "_now", lambda: expires + 1)
         response = client.get(stored)
         assert response.status_code == 403
         assert samples.MP4 not in response.content
