@@ -159,10 +159,10 @@ class Worker:
 
     def _stages(self, job_id: str) -> str:
         from common import selectors
+        from common.log import job_context
         from common.models import FINISHED_JOB_STATUSES
         from common.services import jobs
         from common.services.leases import stage_lease
-        from common.log import job_context
 
         job = selectors.job_get(job_id=job_id)
         if job.status in FINISHED_JOB_STATUSES:
@@ -268,15 +268,18 @@ class Worker:
                     self.freezer.at(job_id, "mid_stage")
                 self._charged(held.settle(Decimal("0.05")))
             upload_file("video-clips", name, path, upsert=True)
-            self._charged(costs.track_cost(job_id, "video_generation", "svd", Decimal("0.01"), idempotency_key=f"up:{i}"))
+            upscale = costs.track_cost(job_id, "video_generation", "svd", Decimal("0.01"), idempotency_key=f"up:{i}")
+            self._charged(upscale)
             logger.info("clip rendered", extra={"clip_index": i, "worker_thread": threading.current_thread().name})
             uploaded.release()
             return ("video-clips", name)
 
-        with temp_file_manager.temp_directory("render_", job_id=job_id) as work:
-            with ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-clip") as pool:
-                futures = [submit_in_context(pool, clip, i, Path(work)) for i in range(CLIPS)]
-                return [f.result() for f in futures]
+        with (
+            temp_file_manager.temp_directory("render_", job_id=job_id) as work,
+            ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-clip") as pool,
+        ):
+            futures = [submit_in_context(pool, clip, i, Path(work)) for i in range(CLIPS)]
+            return [f.result() for f in futures]
 
     def composition(self, job_id: str, job: Any, attempt: int) -> list[tuple[str, str]]:
         from common.errors import CompositionError

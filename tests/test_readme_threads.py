@@ -25,6 +25,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from common import db, selectors
+from common.log import wrap_with_context
 from common.models import Job
 from common.resources import ResourceManager
 from common.services import jobs
@@ -123,8 +124,11 @@ def test_asyncio_to_thread_with_the_wrapped_function() -> None:
         job = new_job()
 
         async def main() -> list[Any]:
-            call = db.releasing_connections()(selectors.job_get)
-            return await asyncio.gather(*(asyncio.to_thread(call, job_id=job.id) for _ in range(3 * THREADS)))
+            released = db.releasing_connections()(selectors.job_get)
+            in_context = wrap_with_context(selectors.job_get)
+            return await asyncio.gather(
+                *(asyncio.to_thread(call, job_id=job.id) for call in (released, in_context) for _ in range(2 * THREADS))
+            )
 
         assert {row.pk for row in asyncio.run(main())} == {job.id}
         assert in_use() == 0
