@@ -37,14 +37,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-STAGES = (
-    "audio_analysis",
-    "scene_planning",
-    "reference_generation",
-    "prompt_generation",
-    "video_generation",
-    "composition",
-)
 CLIPS = 3
 REFERENCES = 2
 # What one attempt of each stage costs (charged or settled); a job run once costs their sum.
@@ -159,6 +151,7 @@ class Worker:
 
     def _stages(self, job_id: str) -> str:
         from common import selectors
+        from common.conf import app_settings
         from common.log import job_context
         from common.models import FINISHED_JOB_STATUSES
         from common.services import jobs
@@ -168,7 +161,7 @@ class Worker:
         if job.status in FINISHED_JOB_STATUSES:
             return f"already_{job.status}"
         done = {s.stage_name for s in selectors.job_stages(job_id=job_id) if s.status == "completed"}
-        for index, stage in enumerate(STAGES):
+        for index, stage in enumerate(app_settings.PIPELINE_STAGES):  # one method of this class a stage
             if stage in done:
                 continue
             with job_context(job_id, stage=stage), stage_lease(job_id=job_id, stage_name=stage) as lease:
