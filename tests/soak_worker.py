@@ -18,9 +18,10 @@ It works the way the README tells a worker to:
 * before ``job_complete`` every object recorded by the stages is checked to exist (a cleanup that touched a
   live job would fail the job); a ``PipelineError`` fails the job with its code, ``LEASE_LOST`` leaves it alone.
 
-``--freeze`` (the worker the test kills): the first job freezes in ``video_generation`` after two clips are
-uploaded and charged and while the third clip's hold is open; the second job freezes right after it was taken
-off the queue (it still looks queued). Each freeze increments ``soak:<run>:frozen``; the test then sends SIGKILL.
+``--freeze`` (the worker the test kills): its first and third jobs freeze in ``video_generation`` after two
+clips are uploaded and charged and while the third clip's hold is open; its second job freezes right after it
+was taken off the queue (it still looks queued). Each freeze is pushed onto ``soak:<run>:frozen``
+(``<point>:<job id>``); once all three are there, the test sends SIGKILL.
 
 At the end the worker prints one JSON line: the outcome of each job it ran and the ids of the ledger rows it wrote.
 """
@@ -64,14 +65,20 @@ class Freezer:
         self.enabled = enabled
         self.redis = redis
         self.run = run
-        self.plan: dict[str, str] = {}  # job id -> "mid_stage" | "before_start"
+        self.plan: dict[str, str] = {}  # job id -> one of POINTS
         self.lock = threading.Lock()
 
+    POINTS = ("mid_stage", "before_start", "mid_stage_2")
+
     def assign(self, job_id: str) -> None:
-        """The first two jobs this worker takes get the two freeze points."""
+        """The first three jobs this worker takes get the three freeze points."""
         with self.lock:
-            if self.enabled and len(self.plan) < 2:
-                self.plan[job_id] = ("mid_stage", "before_start")[len(self.plan)]
+            if self.enabled and len(self.plan) < len(self.POINTS):
+                self.plan[job_id] = self.POINTS[len(self.plan)]
+
+    def mid_stage(self, job_id: str) -> bool:
+        """True for a job that is to freeze in the middle of its clips."""
+        return self.plan.get(job_id, "").startswith("mid_stage")
 
     def at(self, job_id: str, point: str) -> None:
         """Freeze here forever (until SIGKILL) when ``job_id`` was given ``point``."""
@@ -255,10 +262,10 @@ class Worker:
             with costs.reservation(job_id, "video_generation", "svd", costs.estimate_cost("svd")) as held:
                 path = work / f"clip_{i}.mp4"
                 path.write_bytes(mp4_of(4096 + i))
-                if i == CLIPS - 1 and self.freezer.plan.get(job_id) == "mid_stage":
+                if i == CLIPS - 1 and self.freezer.mid_stage(job_id):
                     for _ in range(CLIPS - 1):  # the other clips are uploaded and charged first
                         uploaded.acquire()
-                    self.freezer.at(job_id, "mid_stage")
+                    self.freezer.at(job_id, self.freezer.plan[job_id])
                 self._charged(held.settle(Decimal("0.05")))
             upload_file("video-clips", name, path, upsert=True)
             upscale = costs.track_cost(job_id, "video_generation", "svd", Decimal("0.01"), idempotency_key=f"up:{i}")

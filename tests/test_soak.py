@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -217,7 +218,8 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
             user_id=USER,
             audio_url=f"https://example.com/{n}.mp3",
             user_prompt=prompt,
-            # 0.40: every stage fits (a retried clip stage too), composition's hold of 0.20 never does
+            # 0.40: every stage fits (a clip stage run again beside the dead worker's hold too); composition's
+            # hold of 0.20 never does
             budget_limit=Decimal("0.40") if n in budget_fail else Decimal("5.00"),
         )
         job_ids.append(job.id)
@@ -228,54 +230,57 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     # ------------------------------------------------------------------ pass 1: worker A is killed mid-run
     started = time.monotonic()
     killed = soak.start("A", freeze=True)
-    survivor = soak.start("B")
+    soak.start("B")
     soak.go(2)
     live_checks = 0
-    while len(soak.frozen()) < 2:  # meanwhile the cleanups run beside the workers: live jobs are never touched
-        for proc in (killed, survivor):
-            assert proc.poll() is None or proc is survivor, (soak.tmp / "A.err").read_text()[-4000:]
+    while len(soak.frozen()) < 3:  # meanwhile the cleanups run beside the workers: live jobs are never touched
+        assert killed.poll() is None, (soak.tmp / "A.err").read_text()[-4000:]
         command("cleanup_job_files")
         live_checks += 1
         assert time.monotonic() - started < WAIT, "worker A never reached its freeze points"
-    frozen = soak.frozen()
-    mid_stage, before_start = uuid.UUID(frozen["mid_stage"]), uuid.UUID(frozen["before_start"])
-    partial = soak.objects(mid_stage)
+    frozen = {point: uuid.UUID(job_id) for point, job_id in soak.frozen().items()}
+    # Two jobs frozen mid-stage: one goes back through recover_jobs, the other is redelivered and taken over.
+    requeued_mid, taken_over, before_start = frozen["mid_stage"], frozen["mid_stage_2"], frozen["before_start"]
+    partial = {job_id: soak.objects(job_id) for job_id in (requeued_mid, taken_over)}
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait(WAIT)
+    dead_owner = f"{socket.gethostname()}:{killed.pid}"  # the default lease owner of worker A
     first = soak.finish("B")
     first_pass_seconds = time.monotonic() - started
 
-    # The kill point: a job mid-stage (two clips uploaded and charged, the third clip's hold open, its temp
+    # The kill point: two jobs mid-stage (two clips uploaded and charged, the third clip's hold open, the temp
     # workspace on disk) and a job taken off the queue but not started.
-    assert partial == {f"video-clips/{mid_stage}/clips/attempt1/clip_{i}.mp4" for i in range(CLIPS - 1)} | {
-        f"audio-uploads/{mid_stage}/song.mp3",
-        f"reference-images/{mid_stage}/ref_0.png",
-        f"reference-images/{mid_stage}/ref_1.png",
-    }
-    assert JobStage.objects.get(job_id=mid_stage, stage_name="video_generation").status == "processing"
-    assert JobCostHold.objects.filter(job_id=mid_stage, status=HoldStatus.ACTIVE).count() == 1
+    workspaces = {job_id: Path(soak.settings["TEMP_DIR"]) / "jobs" / str(job_id) for job_id in partial}
+    for job_id, objects in partial.items():
+        assert objects == {f"video-clips/{job_id}/clips/attempt1/clip_{i}.mp4" for i in range(CLIPS - 1)} | {
+            f"audio-uploads/{job_id}/song.mp3",
+            f"reference-images/{job_id}/ref_0.png",
+            f"reference-images/{job_id}/ref_1.png",
+        }
+        stage = JobStage.objects.get(job_id=job_id, stage_name="video_generation")
+        assert (stage.status, stage.lease_owner) == ("processing", dead_owner)
+        assert JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE).count() == 1
+        assert any(workspaces[job_id].rglob("clip_2.mp4"))
     assert Job.objects.get(id=before_start).status == "queued"
-    workspace = Path(soak.settings["TEMP_DIR"]) / "jobs" / str(mid_stage)
-    assert any(workspace.rglob("clip_2.mp4"))
 
     # Nothing is lost: the unfinished jobs are exactly some of those worker A had taken.
     taken_by_a = {uuid.UUID(raw.decode()) for raw in soak.redis.lrange(key(soak.run, "inflight", "A"), 0, -1)}
     unfinished = set(Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).values_list("id", flat=True))
-    assert {mid_stage, before_start} <= unfinished <= taken_by_a
+    assert set(frozen.values()) <= unfinished <= taken_by_a
     assert soak.redis.llen(key(soak.run, "queue")) == 0
     assert_reserved_is_the_open_holds()
 
     # Before recovery the cleanups keep every object and workspace of the dead worker's (still live) jobs.
     plan = command("cleanup_job_files")
     assert all(action["folder"] not in {str(j) for j in unfinished} for b in plan["buckets"] for action in b["actions"])
-    for job_id in unfinished:
-        assert soak.objects(job_id) >= (partial if job_id == mid_stage else set())
-    assert soak.objects(mid_stage) == partial
+    for job_id, objects in partial.items():
+        assert soak.objects(job_id) == objects
     call_command("cleanup_temp_files", "--older-than", "0", "--json", stdout=StringIO())
-    assert any(workspace.rglob("clip_2.mp4"))
+    assert all(any(workspace.rglob("clip_2.mp4")) for workspace in workspaces.values())
 
-    # ------------------------------------------------------------------ recovery: the documented command
+    # ------------------------------------------------------------------ recovery: the documented command ...
     until("the dead worker's jobs to go stale", lambda: set(jobs_stale().values_list("id", flat=True)) == unfinished)
+    to_requeue = unfinished - {taken_over}
     requeued: list[str] = []
 
     def push_back(sender: object, *, job: Job, **kwargs: object) -> None:  # the README's receiver for a Redis list
@@ -284,19 +289,22 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
 
     job_requeued.connect(push_back)
     try:
-        report = command("recover_jobs", "--requeue")
+        report = command("recover_jobs", "--requeue", *(f"--job={job_id}" for job_id in sorted(map(str, to_requeue))))
     finally:
         job_requeued.disconnect(push_back)
-    assert {uuid.UUID(j) for j in report["done"]} == unfinished == {uuid.UUID(j) for j in requeued}
+    assert {uuid.UUID(j) for j in report["done"]} == to_requeue == {uuid.UUID(j) for j in requeued}
     assert report["skipped"] == {}
-    for job in Job.objects.filter(id__in=unfinished):
+    for job in Job.objects.filter(id__in=to_requeue):
         assert job.status == "queued"
         assert job.reserved_cost == 0
-    assert not JobStage.objects.filter(job_id__in=unfinished, status="processing").exists()
-    assert not JobCostHold.objects.filter(status=HoldStatus.ACTIVE).exists()
-    assert_reserved_is_the_open_holds()
+    assert not JobStage.objects.filter(job_id__in=to_requeue, status="processing").exists()
+    assert not JobCostHold.objects.filter(job_id__in=to_requeue, status=HoldStatus.ACTIVE).exists()
     # The third clip's hold was given back (the call was never made), not charged.
-    assert JobCostHold.objects.filter(job_id=mid_stage, stage_name="video_generation", status="released").count() == 1
+    released = JobCostHold.objects.filter(job_id=requeued_mid, stage_name="video_generation", status="released")
+    assert released.count() == 1
+    # ... and a redelivery with no manual step: a reliable queue puts the dead worker's in-flight job back.
+    soak.redis.rpush(key(soak.run, "queue"), str(taken_over))
+    assert_reserved_is_the_open_holds()
 
     # ------------------------------------------------------------------ pass 2: a fresh worker resumes them
     started_second = time.monotonic()
@@ -304,6 +312,16 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     second = soak.finish("C")
     second_pass_seconds = time.monotonic() - started_second
     assert set(second["outcomes"]) == {str(j) for j in unfinished}
+    takeovers = [json.loads(line) for line in soak.log_lines("C") if '"stage_taken_over"' in line]
+    assert [(t["job_id"], t["stage"], t["previous_owner"]) for t in takeovers] == [
+        (str(taken_over), "video_generation", dead_owner)
+    ]
+    for job_id in partial:
+        stage = JobStage.objects.get(job_id=job_id, stage_name="video_generation")
+        assert (stage.status, stage.attempts) == ("completed", 2)
+    # The taken-over job's dead hold counted until the job ended, which released it (nothing charged for it).
+    dead_hold = JobCostHold.objects.filter(job_id=taken_over, stage_name="video_generation", settled_cost=None)
+    assert [h.status for h in dead_hold] == ["released"]
 
     # ------------------------------------------------------------------ every job finished, with a reason when failed
     outcomes = {**first["outcomes"], **second["outcomes"]}
@@ -316,8 +334,6 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
             assert job.status == "completed", (job.id, job.status, job.error_code, job.error_message)
             assert job.video_url
             assert outcomes[str(job.id)] == "completed"
-    stages = JobStage.objects.filter(job_id=mid_stage, stage_name="video_generation").get()
-    assert (stages.status, stages.attempts) == ("completed", 2)
 
     # ------------------------------------------------------------------ money: exact
     call_command("reconcile_costs", stdout=StringIO())  # exits 1 (CommandError) on any mismatch
@@ -334,14 +350,16 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     reported = set(first["charges"]) | set(second["charges"])
     assert reported <= {str(i) for i in JobCost.objects.values_list("id", flat=True)}
     # The dead worker's two clips were paid once more by the second attempt (the calls were made twice).
-    settled = JobCost.objects.filter(
-        job_id=mid_stage, stage_name="video_generation", idempotency_key__startswith="hold:"
-    )
-    assert settled.count() == 2 + CLIPS
+    for job_id in partial:
+        settled = JobCost.objects.filter(
+            job_id=job_id, stage_name="video_generation", idempotency_key__startswith="hold:"
+        )
+        assert settled.count() == 2 + CLIPS
 
     # ------------------------------------------------------------------ files: nothing of the dead worker is left
-    assert soak.objects(mid_stage) >= partial  # its partial uploads stayed while the job was live ...
-    assert not workspace.exists()  # ... its workspace went with the job's end (cleanup_job_temp_files)
+    for job_id, objects in partial.items():
+        assert soak.objects(job_id) >= objects  # its partial uploads stayed while the job was live ...
+        assert not workspaces[job_id].exists()  # ... its workspace went with the job's end (cleanup_job_temp_files)
     command("cleanup_job_files")
     assert soak.objects() == set()  # ... and every object, the partial clips included, is gone
     assert not any((Path(soak.settings["TEMP_DIR"]) / "jobs").iterdir())
@@ -361,9 +379,9 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     errors = [r for r in records if r["level"] in ("ERROR", "CRITICAL")]
 
     print(
-        f"\nsoak: {JOBS} jobs, 2 workers x {THREADS} threads; A killed at {frozen}; "
+        f"\nsoak: {JOBS} jobs, 2 workers x {THREADS} threads; A killed at {soak.frozen()}; "
         f"pass 1 {first_pass_seconds:.1f} s ({len(first['outcomes'])} jobs by B in {first['seconds']} s: "
         f"{60 * len(first['outcomes']) / first['seconds']:.0f} jobs/min), "
-        f"{len(unfinished)} recovered, pass 2 {second_pass_seconds:.1f} s; {len(records)} log lines; "
+        f"{len(to_requeue)} requeued by recover_jobs and 1 redelivered (taken over), pass 2 {second_pass_seconds:.1f} s; {len(records)} log lines; "
         f"{live_checks} cleanups beside the live workers; ERROR lines: {[e['message'] for e in errors]}"
     )
