@@ -25,6 +25,7 @@ block raises::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -292,8 +293,12 @@ class _Renewer(threading.Thread):
         super().__init__(name=f"lease-{lease.stage_name}-{lease.job_id}", daemon=True)
         self.lease, self.interval, self.on_lost = lease, interval, on_lost
         self.stopping = threading.Event()
+        self.context = contextvars.copy_context()  # the worker's job context: what a beat logs carries its job_id
 
     def run(self) -> None:
+        self.context.run(self._beat)
+
+    def _beat(self) -> None:
         try:
             while not self.stopping.wait(self.interval):
                 try:
