@@ -17,7 +17,6 @@ from tests.services.lease_helpers import new_job, silence
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-
 def stages_done(job_id, names: list[str]) -> None:
     for name in names:
         stage_start(job_id=job_id, stage_name=name, owner="dead-worker")
