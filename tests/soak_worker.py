@@ -20,8 +20,9 @@ It works the way the README tells a worker to:
 
 ``--freeze`` (the worker the test kills): its first and third jobs freeze in ``video_generation`` after two
 clips are uploaded and charged and while the third clip's hold is open; its second job freezes right after it
-was taken off the queue (it still looks queued). Each freeze is pushed onto ``soak:<run>:frozen``
-(``<point>:<job id>``); once all three are there, the test sends SIGKILL.
+was taken off the queue (it still looks queued); its fourth freezes after its last stage, before ``job_complete``.
+Each freeze is pushed onto ``soak:<run>:frozen`` (``<point>:<job id>``); once all four are there, the test sends
+SIGKILL.
 
 At the end the worker prints one JSON line: the outcome of each job it ran and the ids of the ledger rows it wrote.
 """
@@ -68,10 +69,10 @@ class Freezer:
         self.plan: dict[str, str] = {}  # job id -> one of POINTS
         self.lock = threading.Lock()
 
-    POINTS = ("mid_stage", "before_start", "mid_stage_2")
+    POINTS = ("mid_stage", "before_start", "mid_stage_2", "after_last_stage")
 
     def assign(self, job_id: str) -> None:
-        """The first three jobs this worker takes get the three freeze points."""
+        """The first jobs this worker takes get the freeze points, one each."""
         with self.lock:
             if self.enabled and len(self.plan) < len(self.POINTS):
                 self.plan[job_id] = self.POINTS[len(self.plan)]
@@ -103,11 +104,11 @@ class Worker:
     # ------------------------------------------------------------------ the queue
 
     def serve(self) -> None:
-        """Wait for the test's start signal, then run jobs until the queue is empty."""
+        """Wait for the test's start signal (``soak:<run>:go:<name>``), then run jobs until the queue is empty."""
         from common.log import submit_in_context
 
         self.redis.incr(key(self.run, "ready"))
-        while not self.redis.exists(key(self.run, "go")):
+        while not self.redis.exists(key(self.run, "go", self.name)):
             time.sleep(0.01)
         slots = threading.Semaphore(self.threads)
         futures = []
@@ -175,6 +176,7 @@ class Worker:
                 objects = getattr(self, stage)(job_id, job, lease.stage.attempts)
                 lease.complete({"objects": [list(o) for o in objects]})
             jobs.job_update_progress(job_id=job_id, progress=(index + 1) * 15, current_stage=stage)
+        self.freezer.at(job_id, "after_last_stage")
         video_url = self._check_objects(job_id)
         jobs.job_complete(job_id=job_id, video_url=video_url)
         return "completed"

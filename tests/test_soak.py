@@ -128,14 +128,22 @@ class Soak:
         self.procs[name] = proc
         return proc
 
-    def go(self, count: int) -> None:
-        """Let ``count`` started workers take jobs at the same moment (each signals it is ready first)."""
+    def go(self, *names: str, ready: int, first_takes: int = 0) -> None:
+        """Once ``ready`` workers have set themselves up, let ``names`` take jobs, in this order.
+
+        With ``first_takes``, each waits until the one before has taken that many jobs, so which worker holds
+        which job is known (the queue is a plain list: ``LMOVE`` hands them out in order).
+        """
         until(
-            f"{count} workers ready",
-            lambda: int(self.redis.get(key(self.run, "ready")) or 0) >= count,
-            procs=tuple(self.procs.values()),
+            f"{ready} workers ready",
+            lambda: int(self.redis.get(key(self.run, "ready")) or 0) >= ready,
+            procs=tuple(self.procs[name] for name in names),
         )
-        self.redis.set(key(self.run, "go"), 1)
+        for name in names:
+            self.redis.set(key(self.run, "go", name), 1)
+            if first_takes:
+                inflight = key(self.run, "inflight", name)
+                until(f"{name} to take {first_takes} jobs", lambda q=inflight: self.redis.llen(q) >= first_takes)
 
     def finish(self, name: str) -> dict[str, Any]:
         """Wait for worker ``name`` to end by itself; return its summary line."""
@@ -209,8 +217,10 @@ def ledger_total(job_id: object) -> Decimal:
 
 
 def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> None:
-    # ------------------------------------------------------------------ 12 jobs: two must fail, with a reason
-    budget_fail, refused = {5, 11}, {8}
+    # ------------------------------------------------------------------ 12 jobs; four must fail, with a reason
+    # Worker A takes jobs 0-3 (it starts first) and is killed with all four in flight: 0 and 2 in the middle of
+    # their clips, 1 taken off the queue but not started, 3 after its last stage. B runs 4-11 meanwhile.
+    budget_fail, refused = {2, 9}, {1, 6}
     job_ids: list[uuid.UUID] = []
     for n in range(JOBS):
         prompt = f"soak job {n} " + (REFUSED_PROMPT_MARK if n in refused else "neon rain over the harbour")
@@ -226,30 +236,37 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     soak.redis.rpush(key(soak.run, "queue"), *map(str, job_ids))
     expected_failures = {job_ids[n]: "BUDGET_EXCEEDED" for n in budget_fail}
     expected_failures |= {job_ids[n]: "COMPOSER_REFUSED" for n in refused}
+    requeued_mid, before_start, taken_over, after_last = job_ids[:4]
+    dead_jobs = set(job_ids[:4])
 
     # ------------------------------------------------------------------ pass 1: worker A is killed mid-run
     started = time.monotonic()
     killed = soak.start("A", freeze=True)
     soak.start("B")
-    soak.go(2)
+    soak.go("A", "B", ready=2, first_takes=THREADS)
     live_checks = 0
-    while len(soak.frozen()) < 3:  # meanwhile the cleanups run beside the workers: live jobs are never touched
+    while len(soak.frozen()) < 4:  # meanwhile the cleanups run beside the workers: live jobs are never touched
         assert killed.poll() is None, (soak.tmp / "A.err").read_text()[-4000:]
         command("cleanup_job_files")
         live_checks += 1
         assert time.monotonic() - started < WAIT, "worker A never reached its freeze points"
     frozen = {point: uuid.UUID(job_id) for point, job_id in soak.frozen().items()}
-    # Two jobs frozen mid-stage: one goes back through recover_jobs, the other is redelivered and taken over.
-    requeued_mid, taken_over, before_start = frozen["mid_stage"], frozen["mid_stage_2"], frozen["before_start"]
+    assert frozen == {
+        "mid_stage": requeued_mid,
+        "before_start": before_start,
+        "mid_stage_2": taken_over,
+        "after_last_stage": after_last,
+    }
     partial = {job_id: soak.objects(job_id) for job_id in (requeued_mid, taken_over)}
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait(WAIT)
     dead_owner = f"{socket.gethostname()}:{killed.pid}"  # the default lease owner of worker A
     first = soak.finish("B")
     first_pass_seconds = time.monotonic() - started
+    assert set(first["outcomes"]) == {str(j) for j in job_ids[4:]}
 
     # The kill point: two jobs mid-stage (two clips uploaded and charged, the third clip's hold open, the temp
-    # workspace on disk) and a job taken off the queue but not started.
+    # workspace on disk), a job taken off the queue but not started, a job with every stage done.
     workspaces = {job_id: Path(soak.settings["TEMP_DIR"]) / "jobs" / str(job_id) for job_id in partial}
     for job_id, objects in partial.items():
         assert objects == {f"video-clips/{job_id}/clips/attempt1/clip_{i}.mp4" for i in range(CLIPS - 1)} | {
@@ -262,11 +279,12 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
         assert JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE).count() == 1
         assert any(workspaces[job_id].rglob("clip_2.mp4"))
     assert Job.objects.get(id=before_start).status == "queued"
+    assert set(JobStage.objects.filter(job_id=after_last).values_list("status", flat=True)) == {"completed"}
 
-    # Nothing is lost: the unfinished jobs are exactly some of those worker A had taken.
+    # Nothing is lost: the unfinished jobs are the dead worker's, all still listed as its in-flight jobs.
     taken_by_a = {uuid.UUID(raw.decode()) for raw in soak.redis.lrange(key(soak.run, "inflight", "A"), 0, -1)}
     unfinished = set(Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).values_list("id", flat=True))
-    assert set(frozen.values()) <= unfinished <= taken_by_a
+    assert unfinished == dead_jobs == taken_by_a
     assert soak.redis.llen(key(soak.run, "queue")) == 0
     assert_reserved_is_the_open_holds()
 
@@ -308,7 +326,8 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
 
     # ------------------------------------------------------------------ pass 2: a fresh worker resumes them
     started_second = time.monotonic()
-    soak.start("C")  # the start signal is still set: it takes jobs at once
+    soak.start("C")
+    soak.go("C", ready=3)
     second = soak.finish("C")
     second_pass_seconds = time.monotonic() - started_second
     assert set(second["outcomes"]) == {str(j) for j in unfinished}
@@ -322,6 +341,8 @@ def test_two_workers_one_killed_then_recovery_and_a_second_pass(soak: Soak) -> N
     # The taken-over job's dead hold counted until the job ended, which released it (nothing charged for it).
     dead_hold = JobCostHold.objects.filter(job_id=taken_over, stage_name="video_generation", settled_cost=None)
     assert [h.status for h in dead_hold] == ["released"]
+    # The job requeued after its last stage had nothing left to run but job_complete.
+    assert not JobStage.objects.filter(job_id=after_last, attempts__gt=1).exists()
 
     # ------------------------------------------------------------------ every job finished, with a reason when failed
     outcomes = {**first["outcomes"], **second["outcomes"]}
