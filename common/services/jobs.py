@@ -11,6 +11,7 @@ job and what was wrong, and changes nothing. Each function has an async twin
 Legal transitions::
 
     job:   queued -> processing -> completed
+           queued (requeued by recovery, every stage completed) -> completed
            queued | processing -> failed | cancelled        (completed, failed, cancelled are final)
     stage: (none) | pending | failed -> processing -> completed | failed
            processing (lease expired) -> processing              (taken over by another worker)
@@ -304,9 +305,19 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
     return job
 
 
+def _requeued_with_every_stage_done(job: Job) -> bool:
+    """A queued job whose stages all completed: its worker died before ``job_complete`` and recovery requeued it."""
+    if job.status != JobStatus.QUEUED:
+        return False
+    return set(JobStage.objects.filter(job=job).values_list("status", flat=True)) == {StageStatus.COMPLETED}
+
+
 @boundary
 def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     """Mark a processing job completed with its video (progress 100, nothing remaining).
+
+    A queued job whose stages are all completed may be completed too: its worker died before this call and
+    recovery requeued it, so the worker that takes it again has nothing left to run.
 
     Raises:
         ValidationError: when the job is not processing, a stage is still running, or the URL is empty.
@@ -314,7 +325,7 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     clean_text(video_url, field="video_url")
     with transaction.atomic():
         job = _lock_job(job_id)
-        if job.status != JobStatus.PROCESSING:
+        if job.status != JobStatus.PROCESSING and not _requeued_with_every_stage_done(job):
             raise _illegal(job, f"cannot complete a job that is {job.status} (only a processing job can complete)")
         running = list(
             JobStage.objects.filter(job=job, status=StageStatus.PROCESSING).values_list("stage_name", flat=True)

@@ -25,6 +25,7 @@ block raises::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -36,7 +37,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from common.db import boundary
+from common.db import boundary, release_thread_connections
 from common.errors import LeaseLostError, PipelineError, ValidationError
 from common.log import get_logger
 from common.models import Job, JobStage, StageStatus
@@ -286,14 +287,18 @@ def _notify(on_lost: Callable[[LeaseLostError], None] | None, error: LeaseLostEr
 
 
 class _Renewer(threading.Thread):
-    """Renews a lease every ``interval`` seconds until stopped or lost; gives its connection back when done."""
+    """Renews a lease every ``interval`` seconds until stopped or lost; holds a connection only during a beat."""
 
     def __init__(self, lease: StageLease, interval: float, on_lost: Callable[[LeaseLostError], None] | None) -> None:
         super().__init__(name=f"lease-{lease.stage_name}-{lease.job_id}", daemon=True)
         self.lease, self.interval, self.on_lost = lease, interval, on_lost
         self.stopping = threading.Event()
+        self.context = contextvars.copy_context()  # the worker's job context: what a beat logs carries its job_id
 
     def run(self) -> None:
+        self.context.run(self._beat)
+
+    def _beat(self) -> None:
         try:
             while not self.stopping.wait(self.interval):
                 try:
@@ -303,6 +308,10 @@ class _Renewer(threading.Thread):
                     return
                 except (PipelineError, DatabaseError) as exc:  # the database is away: try again at the next beat
                     _renewal_failed(self.lease, exc)
+                finally:
+                    # A beat borrows a connection: kept between beats, each stage would hold two (its worker's and
+                    # this), and a worker with as many threads as connections would starve its own renewals.
+                    release_thread_connections()
         finally:
             connections.close_all()  # this thread's connections only: give the pool slot back
 
