@@ -26,8 +26,8 @@ from django.test import Client, override_settings
 
 from common import db, selectors
 from common.log import wrap_with_context
+from common.maintenance import ResourceManager
 from common.models import Job
-from common.resources import ResourceManager
 from common.services import jobs
 from common.services.leases import astage_lease, stage_lease
 from tests.poolkit import small_pool
