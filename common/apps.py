@@ -13,8 +13,8 @@ class CommonConfig(AppConfig):
     def ready(self) -> None:
         """Register the system checks and the receiver that frees a finished job's budget holds."""
         from common import checks  # noqa: F401  (importing registers the checks)
-        from common.services import costs, jobs
+        from common.services import holds, jobs
 
         # A completed, failed or cancelled job keeps no budget on hold. A signal (not a direct
-        # call) keeps the lifecycle service independent of the cost tracker.
-        jobs.job_finished.connect(costs.release_holds_on_finish, dispatch_uid="common.costs.release_holds")
+        # call) keeps the lifecycle service independent of the cost tracker: jobs imports no cost module.
+        jobs.job_finished.connect(holds.release_holds_on_finish, dispatch_uid="common.costs.release_holds")

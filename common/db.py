@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from django.db import (
 from common.conf import app_settings
 from common.db_errors import DB_ERRORS, find_pool_timeout, is_connection_error, is_pool_exhausted, translate_error
 from common.errors import ServiceUnavailableError, ValidationError
+from common.ids import canonical_uuid
 from common.log import get_logger
 from common.retry import retry_with_backoff
 
@@ -51,10 +53,14 @@ __all__ = [
     "boundary",
     "health_check",
     "is_connection_error",
+    "is_locked",
+    "is_wrapped",
+    "operation_name",
     "ping",
     "pool_status",
     "release_thread_connections",
     "releasing_connections",
+    "retry_locked",
     "retry_on_connection_error",
     "translate_error",
     "wait_limit",
@@ -62,6 +68,10 @@ __all__ = [
 
 logger = get_logger("common.db")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+# How long a SQLite writer keeps retrying "database is locked" (see retry_locked).
+LOCKED_RETRY_SECONDS = 30.0
 
 # The probe of ping()/health_check() (a module constant, so a test can make it slow).
 _PROBE_SQL = "SELECT 1"
@@ -90,18 +100,13 @@ class _Boundary:
             self._raise(exc, self.operation or "database operation", None)
 
     def __call__(self, func: F) -> F:
-        operation = self.operation or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+        operation = self.operation or operation_name(func)
         names = list(inspect.signature(func).parameters)
         position = names.index("job_id") if "job_id" in names else None
 
         def job_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> uuid.UUID | str | None:
             value = kwargs.get("job_id", args[position] if position is not None and position < len(args) else None)
-            if isinstance(value, uuid.UUID):
-                return value
-            try:
-                return uuid.UUID(str(value)) if isinstance(value, str) else None
-            except ValueError:
-                return None
+            return canonical_uuid(value)
 
         if inspect.iscoroutinefunction(func):
 
@@ -112,6 +117,7 @@ class _Boundary:
                 except DB_ERRORS as exc:
                     self._raise(exc, operation, job_of(args, kwargs))
 
+            awrapper.__db_boundary__ = operation  # type: ignore[attr-defined]  # see is_wrapped()
             return cast(F, awrapper)
 
         @functools.wraps(func)
@@ -121,7 +127,24 @@ class _Boundary:
             except DB_ERRORS as exc:
                 self._raise(exc, operation, job_of(args, kwargs))
 
+        wrapper.__db_boundary__ = operation  # type: ignore[attr-defined]
         return cast(F, wrapper)
+
+
+def operation_name(func: Callable[..., Any]) -> str:
+    """The operation a boundary names by default: ``<module>.<function>`` (``jobs.job_create``).
+
+    Everything under ``common.selectors`` is named after the package, its public home
+    (``selectors.job_get``).
+    """
+    module = func.__module__
+    home = "selectors" if module == "common.selectors" or module.startswith("common.selectors.") else None
+    return f"{home or module.rsplit('.', 1)[-1]}.{func.__name__}"
+
+
+def is_wrapped(func: object) -> bool:
+    """True when ``func`` runs inside :func:`boundary` (its database errors leave it as ``PipelineError``)."""
+    return isinstance(getattr(func, "__db_boundary__", None), str)
 
 
 @overload
@@ -214,6 +237,37 @@ def retry_on_connection_error(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def is_locked(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database table is locked" (a writer or a shared cache is busy)."""
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and (
+        "database is locked" in text or "database table is locked" in text or "busy" in text
+    )
+
+
+def retry_locked(func: Callable[[], T], *, atomic: bool = True, using: str = DEFAULT_DB_ALIAS) -> T:
+    """Run ``func`` in a transaction of its own (``atomic=False``: as it is), retrying SQLite's locks.
+
+    SQLite serialises writers; a writer (or, with a shared cache, a reader) that finds the
+    database locked is retried with jittered backoff for up to ``LOCKED_RETRY_SECONDS``, so
+    callers see a lock only as latency. Inside a caller's transaction nothing is retried (it
+    cannot start over); other errors propagate unchanged, for :func:`boundary` to translate.
+    """
+    deadline = time.monotonic() + LOCKED_RETRY_SECONDS
+    attempt = 0
+    while True:
+        try:
+            if not atomic:
+                return func()
+            with transaction.atomic(using=using):
+                return func()
+        except OperationalError as exc:
+            if connections[using].in_atomic_block or not is_locked(exc) or time.monotonic() >= deadline:
+                raise
+            attempt += 1
+            time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + random.random()))  # noqa: S311 - jitter
 
 
 @contextmanager

@@ -28,12 +28,12 @@ import psutil
 
 from common.errors import PipelineError, ResourceError, ValidationError
 from common.fs import ENTRY, CleanupStats, FailureReport, SkipReason, Walk, open_below, open_root, refuse
+from common.ids import canonical_uuid
 from common.log import get_logger
 from common.tempfiles import (
     JOBS_DIRNAME,
     TempFileManager,
     is_path_in_use,
-    parse_job_id,
     prune_tree,
     temp_file_manager,
 )
@@ -396,8 +396,8 @@ class ResourceManager:
                     live, db_error = self._read_live_jobs()
                 if db_error is not None:
                     return "live_job"  # cannot tell: keep it
-                job_id = parse_job_id(name)
-                if job_id is not None and live is not None and job_id in live:
+                job_id = canonical_uuid(name)  # a job's workspace is named by its id, canonical text
+                if job_id is not None and live is not None and str(job_id) in live:
                     return "live_job"
             return None
 

@@ -38,10 +38,11 @@ from django.utils import timezone
 
 from common.db import boundary
 from common.errors import LeaseLostError, PipelineError, ValidationError
+from common.ids import parse_job_id
 from common.log import get_logger
 from common.models import Job, JobStage, StageStatus
-from common.selectors import job_get, job_lease_duration, parse_job_id
-from common.services.jobs import (
+from common.selectors.jobs import job_get, job_lease_duration
+from common.services.stages import (
     astage_start,
     check_lease_owner,
     default_lease_owner,
@@ -424,11 +425,13 @@ async def astage_lease(
         await lease.acomplete()
 
 
+@boundary
 async def astage_heartbeat(*, job_id: UUID | str, stage_name: str, owner: str) -> datetime:
     """Async twin of :func:`stage_heartbeat`."""
     return await sync_to_async(stage_heartbeat)(job_id=job_id, stage_name=stage_name, owner=owner)
 
 
+@boundary
 async def astage_complete_leased(
     *, job_id: UUID | str, stage_name: str, owner: str, metadata: dict[str, Any] | None = None
 ) -> JobStage:
@@ -438,6 +441,7 @@ async def astage_complete_leased(
     )
 
 
+@boundary
 async def astage_fail_leased(
     *,
     job_id: UUID | str,

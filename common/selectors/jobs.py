@@ -1,9 +1,9 @@
-"""Reads of jobs, stages and costs (the HackSoft "selectors"): one place for the queries services and views share.
+"""Reads of jobs and stages: one job, a user's jobs, what a caller may see, stage timings, stale jobs.
 
 Every function is keyword-only and typed; the async twins (``a`` prefix) run the
 query in a worker thread via ``sync_to_async`` so they never block the event loop.
 An unknown or malformed job id raises :class:`~common.errors.ValidationError`
-with code ``JOB_NOT_FOUND`` / ``INVALID_JOB_ID``, never ``DoesNotExist``.
+with code ``JOB_NOT_FOUND`` / ``INVALID_JOB_ID`` (see :mod:`common.ids`), never ``DoesNotExist``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import functools
 import math
 import statistics
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,9 +23,11 @@ from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from common.callers import SupabaseUser, is_staff_caller
 from common.conf import app_settings
 from common.db import boundary
 from common.errors import ConfigError, ValidationError
+from common.ids import canonical_uuid, parse_job_id, parse_user_id
 from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus, clean_text
 
 __all__ = [
@@ -33,13 +35,16 @@ __all__ = [
     "STALE_QUEUED",
     "StaleJob",
     "ajob_get",
+    "ajob_get_visible",
     "ajob_list_for_user",
     "ajobs_stale_report",
     "job_costs",
     "job_estimate_remaining",
     "job_get",
+    "job_get_visible",
     "job_lease_duration",
     "job_list_for_user",
+    "job_list_visible",
     "job_queued_stale_after",
     "job_stages",
     "jobs_lease_expired",
@@ -47,44 +52,12 @@ __all__ = [
     "jobs_queued_stale",
     "jobs_stale",
     "jobs_stale_report",
-    "parse_job_id",
-    "parse_user_id",
     "stage_median_duration",
     "stage_median_durations",
 ]
 
 JOB_NOT_FOUND = "JOB_NOT_FOUND"
-INVALID_JOB_ID = "INVALID_JOB_ID"
-INVALID_USER_ID = "INVALID_USER_ID"
 MAX_HISTORY = 10_000
-
-
-def _parse_uuid(value: UUID | str, what: str, code: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (ValueError, AttributeError, TypeError):
-        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
-        raise ValidationError(f"{shown} is not a valid {what} (expected a UUID)", code=code) from None
-
-
-def parse_job_id(job_id: UUID | str) -> UUID:
-    """Return ``job_id`` as a UUID.
-
-    Raises:
-        ValidationError: (code ``INVALID_JOB_ID``) when it is not a UUID.
-    """
-    return _parse_uuid(job_id, "job id", INVALID_JOB_ID)
-
-
-def parse_user_id(user_id: UUID | str) -> UUID:
-    """Return ``user_id`` as a UUID.
-
-    Raises:
-        ValidationError: (code ``INVALID_USER_ID``) when it is not a UUID.
-    """
-    return _parse_uuid(user_id, "user id", INVALID_USER_ID)
 
 
 @boundary
@@ -120,6 +93,42 @@ def job_list_for_user(*, user_id: UUID | str, status: str | None = None) -> Quer
             raise ValidationError(f"unknown job status {status!r}; expected one of {', '.join(JobStatus.values)}")
         qs = qs.filter(status=status)
     return qs
+
+
+def _visible(user: Any) -> QuerySet[Job]:
+    if is_staff_caller(user):
+        return Job.objects.all()
+    if isinstance(user, SupabaseUser):
+        return Job.objects.filter(user_id=user.id)
+    return Job.objects.none()
+
+
+@boundary
+def job_list_visible(*, user: Any, statuses: Sequence[str] = ()) -> QuerySet[Job]:
+    """The jobs ``user`` may read, newest first: all for active staff, their own for a Supabase user, else none.
+
+    ``statuses`` keeps only jobs with one of those statuses. The query runs where the queryset is
+    iterated (the API pages it).
+
+    Raises:
+        ValidationError: an unknown status.
+    """
+    unknown = [s for s in statuses if not isinstance(s, str) or s not in JobStatus.values]
+    if isinstance(statuses, str) or unknown:
+        raise ValidationError(f"unknown job status {unknown or statuses!r}; expected {', '.join(JobStatus.values)}")
+    jobs = _visible(user).order_by("-created_at")
+    return jobs.filter(status__in=list(statuses)) if statuses else jobs
+
+
+@boundary
+def job_get_visible(*, user: Any, job_id: object) -> Job | None:
+    """The job ``job_id`` if ``user`` may read it, else ``None``.
+
+    A job that does not exist, another user's job and a malformed id (anything but a UUID or its
+    canonical text) all answer ``None``, so a caller cannot tell them apart (the API answers 404).
+    """
+    pk = canonical_uuid(job_id)
+    return None if pk is None else _visible(user).filter(pk=pk).first()
 
 
 @boundary
@@ -234,9 +243,16 @@ def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | N
     return round(total)
 
 
+@boundary
 async def ajob_get(*, job_id: UUID | str) -> Job:
     """Async twin of :func:`job_get`."""
     return await sync_to_async(job_get)(job_id=job_id)
+
+
+@boundary
+async def ajob_get_visible(*, user: Any, job_id: object) -> Job | None:
+    """Async twin of :func:`job_get_visible`."""
+    return await sync_to_async(job_get_visible)(user=user, job_id=job_id)
 
 
 @boundary
@@ -414,6 +430,7 @@ def jobs_stale_report(
     return sorted(report, key=lambda job: (job.stale_since, str(job.job_id)))
 
 
+@boundary
 async def ajobs_stale_report(
     *, now: dt.datetime | None = None, job_ids: Iterable[UUID | str] | None = None, limit: int | None = None
 ) -> list[StaleJob]:
