@@ -80,9 +80,10 @@ _PROBE_SQL = "SELECT 1"
 class _Boundary:
     """:func:`boundary`'s object: a decorator for sync and async functions, and a context manager."""
 
-    def __init__(self, operation: str | None, using: str) -> None:
+    def __init__(self, operation: str | None, using: str, name_job: bool = True) -> None:
         self.operation = operation
         self.using = using
+        self.name_job = name_job
 
     def _raise(self, exc: BaseException, operation: str, job_id: uuid.UUID | str | None) -> NoReturn:
         error = translate_error(exc, operation=operation, using=self.using, job_id=job_id)
@@ -103,8 +104,11 @@ class _Boundary:
         operation = self.operation or operation_name(func)
         names = list(inspect.signature(func).parameters)
         position = names.index("job_id") if "job_id" in names else None
+        name_job = self.name_job
 
         def job_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> uuid.UUID | str | None:
+            if not name_job:
+                return None
             value = kwargs.get("job_id", args[position] if position is not None and position < len(args) else None)
             return canonical_uuid(value)
 
@@ -148,21 +152,22 @@ def is_wrapped(func: object) -> bool:
 
 
 @overload
-def boundary(target: F, /, *, using: str = ...) -> F: ...
+def boundary(target: F, /, *, using: str = ..., name_job: bool = ...) -> F: ...
 @overload
-def boundary(target: str | None = None, /, *, using: str = ...) -> _Boundary: ...
-def boundary(target: Any = None, /, *, using: str = DEFAULT_DB_ALIAS) -> Any:
+def boundary(target: str | None = None, /, *, using: str = ..., name_job: bool = ...) -> _Boundary: ...
+def boundary(target: Any = None, /, *, using: str = DEFAULT_DB_ALIAS, name_job: bool = True) -> Any:
     """Translate database errors at the edge of ``common`` (a decorator, with or without a name, or a ``with`` block).
 
     ``@boundary``, ``@boundary("charge")`` or ``with boundary("reconcile"):``.
     Every database error raised inside becomes a :class:`~common.errors.PipelineError` (see
     :func:`translate_error`), naming the operation (by default ``<module>.<function>``, e.g.
-    ``jobs.stage_start``) and the job when the function takes ``job_id``. Pipeline errors pass through.
+    ``jobs.stage_start``) and the job when the function takes ``job_id`` (``name_job=False``: never,
+    for a read whose caller must not learn whether the job exists). Pipeline errors pass through.
     A lost connection is discarded (outside a transaction) so the next call opens a new one.
     """
     if callable(target):
-        return _Boundary(None, using)(target)
-    return _Boundary(target, using)
+        return _Boundary(None, using, name_job)(target)
+    return _Boundary(target, using, name_job)
 
 
 class _ConnectionLost(ServiceUnavailableError):

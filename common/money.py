@@ -66,9 +66,10 @@ def _shown(value: object) -> str:
 
 
 def _plain(amount: Decimal) -> str:
-    """``amount`` in plain notation for a message (scientific when that would be very long)."""
+    """``amount`` in plain notation for a message (scientific when that would be very long), cut at 60 characters."""
     exponent = amount.as_tuple().exponent
-    return f"{amount:f}" if isinstance(exponent, int) and -40 < exponent < 40 else str(amount)
+    text = f"{amount:f}" if isinstance(exponent, int) and -40 < exponent < 40 else str(amount)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def parse_money(value: object, *, name: str = "cost", text: bool = False) -> Decimal:

@@ -21,7 +21,6 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.utils import timezone
 
 from common.conf import app_settings
 from common.db import boundary, retry_locked
@@ -29,7 +28,7 @@ from common.errors import BudgetExceededError
 from common.ids import parse_job_id
 from common.models import HoldStatus, Job, JobCost, JobCostHold
 from common.money import ZERO, format_money, money_from_sum, money_sum, parse_money, round_money, share_of
-from common.selectors.jobs import job_not_found
+from common.selectors.jobs import check_moment, job_not_found
 
 __all__ = [
     "CostSummary",
@@ -53,8 +52,12 @@ __all__ = [
 
 
 def hold_cutoff(now: datetime | None = None) -> datetime:
-    """The moment before which a hold has expired: ``now - RESERVATION_TTL_SECONDS`` (read at call time)."""
-    return (now or timezone.now()) - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
+    """The moment before which a hold has expired: ``now - RESERVATION_TTL_SECONDS`` (read at call time).
+
+    Raises:
+        ValidationError: ``now`` is not an aware datetime (see :func:`~common.selectors.jobs.check_moment`).
+    """
+    return check_moment(now) - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
 
 
 def holds_open(*, now: datetime | None = None) -> QuerySet[JobCostHold]:

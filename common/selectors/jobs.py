@@ -113,14 +113,16 @@ def job_list_visible(*, user: Any, statuses: Sequence[str] = ()) -> QuerySet[Job
     Raises:
         ValidationError: an unknown status.
     """
+    if isinstance(statuses, str | bytes) or not isinstance(statuses, Iterable):
+        raise ValidationError(f"statuses must be a list of job statuses, got {type(statuses).__name__}")
     unknown = [s for s in statuses if not isinstance(s, str) or s not in JobStatus.values]
-    if isinstance(statuses, str) or unknown:
-        raise ValidationError(f"unknown job status {unknown or statuses!r}; expected {', '.join(JobStatus.values)}")
+    if unknown:
+        raise ValidationError(f"unknown job status {unknown!r:.120}; expected {', '.join(JobStatus.values)}")
     jobs = _visible(user).order_by("-created_at")
     return jobs.filter(status__in=list(statuses)) if statuses else jobs
 
 
-@boundary
+@boundary(name_job=False)  # an error must not tell a caller that a job it may not see exists
 def job_get_visible(*, user: Any, job_id: object) -> Job | None:
     """The job ``job_id`` if ``user`` may read it, else ``None``.
 
@@ -249,7 +251,7 @@ async def ajob_get(*, job_id: UUID | str) -> Job:
     return await sync_to_async(job_get)(job_id=job_id)
 
 
-@boundary
+@boundary(name_job=False)
 async def ajob_get_visible(*, user: Any, job_id: object) -> Job | None:
     """Async twin of :func:`job_get_visible`."""
     return await sync_to_async(job_get_visible)(user=user, job_id=job_id)
@@ -309,8 +311,38 @@ def _queued_stale_q(edge: dt.datetime) -> Q:
     return Q(status=JobStatus.QUEUED, updated_at__lte=edge - job_queued_stale_after())
 
 
+_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+_MAX_GRACE = dt.timedelta(days=36500)
+
+
+def check_moment(value: object, *, name: str = "now") -> dt.datetime:
+    """``value`` when it is an aware datetime between the years 1900 and 9000; ``None`` means now.
+
+    Raises:
+        ValidationError: anything else, naming ``name`` (a naive datetime would be read in some time zone).
+    """
+    if value is None:
+        return timezone.now()
+    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(f"{name} must be a datetime with a time zone, got {value!r:.80}", details={"field": name})
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValidationError(f"{name} must be between 1900 and 9000, got {value.isoformat()}", details={"field": name})
+    return value
+
+
+def _check_grace(value: object) -> dt.timedelta:
+    if value is None:
+        return dt.timedelta(0)
+    if not isinstance(value, dt.timedelta) or not dt.timedelta(0) <= value <= _MAX_GRACE:
+        raise ValidationError(
+            f"grace must be a timedelta from 0 to {_MAX_GRACE.days} days, got {value!r:.80}", details={"field": "grace"}
+        )
+    return value
+
+
 def _edge(now: dt.datetime | None, grace: dt.timedelta | None) -> dt.datetime:
-    return (now or timezone.now()) - (grace or dt.timedelta(0))
+    return check_moment(now) - _check_grace(grace)
 
 
 @boundary
@@ -386,7 +418,7 @@ def jobs_stale_report(
     A lease-expired job is stale since its last lease ran out (or a lease after its last change);
     a queued one since ``JOB_QUEUED_STALE_SECONDS`` after its last change.
     """
-    now = now or timezone.now()
+    now = check_moment(now)
     lease, stale_after = job_lease_duration(), job_queued_stale_after()
     last_lease = (
         JobStage.objects.filter(job_id=OuterRef("pk"))
@@ -397,8 +429,12 @@ def jobs_stale_report(
     )
     jobs = jobs_stale(now=now).annotate(lease_until=Subquery(last_lease)).order_by("updated_at", "id")
     if job_ids is not None:
+        if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Iterable):
+            raise ValidationError(f"job_ids must be a list of job ids, got {type(job_ids).__name__}")
         jobs = jobs.filter(id__in=[parse_job_id(j) for j in job_ids])
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError(f"limit must be a whole number of at least 0, got {limit!r:.80}")
         jobs = jobs[:limit]
     rows = list(jobs.values_list("id", "status", "current_stage", "updated_at", "lease_until"))
     running: dict[UUID, list[tuple[str, str | None]]] = {}

@@ -40,7 +40,7 @@ from common.db import boundary
 from common.errors import LeaseLostError, PipelineError, ValidationError
 from common.ids import parse_job_id
 from common.log import get_logger
-from common.models import Job, JobStage, StageStatus
+from common.models import Job, JobStage, StageStatus, clean_text
 from common.selectors.jobs import job_get, job_lease_duration
 from common.services.stages import (
     astage_start,
@@ -108,6 +108,7 @@ def stage_heartbeat(*, job_id: UUID | str, stage_name: str, owner: str) -> datet
         ValidationError: a malformed job id or owner.
     """
     job_uuid = parse_job_id(job_id)
+    clean_text(stage_name, field="stage_name", max_length=64)
     owner = _owner(owner)
     lease = job_lease_duration()
     with transaction.atomic():
@@ -143,6 +144,7 @@ def stage_complete_leased(
         ValidationError: as ``stage_complete``.
     """
     owner = _owner(owner)
+    clean_text(stage_name, field="stage_name", max_length=64)
     with transaction.atomic():
         _hold(job_id, stage_name, owner)
         return stage_complete(job_id=job_id, stage_name=stage_name, metadata=metadata)
@@ -164,6 +166,7 @@ def stage_fail_leased(
         ValidationError: as ``stage_fail``.
     """
     owner = _owner(owner)
+    clean_text(stage_name, field="stage_name", max_length=64)
     with transaction.atomic():
         _hold(job_id, stage_name, owner)
         return stage_fail(job_id=job_id, stage_name=stage_name, error=error, metadata=metadata)
