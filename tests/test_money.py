@@ -138,17 +138,10 @@ def test_shares():
     assert money.format_share(None) == "-"
 
 
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (Decimal("19.980000"), "19.98"),
-        (Decimal("0.005500"), "0.0055"),
-        (Decimal("20"), "20.00"),
-        (Decimal("1E+1"), "10.00"),
-        (Decimal("-0.065500"), "-0.0655"),
-        (None, ""),
-    ],
-)
+FORMATTED = {"19.980000": "19.98", "0.005500": "0.0055", "20": "20.00", "1E+1": "10.00", "-0.065500": "-0.0655"}
+
+
+@pytest.mark.parametrize(("value", "text"), [*((Decimal(k), v) for k, v in FORMATTED.items()), (None, "")])
 def test_format_money(value, text):
     assert money.format_money(value) == text
 

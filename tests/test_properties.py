@@ -483,34 +483,33 @@ def leased_job() -> Job:
     return job
 
 
-def make_stale(job: Job) -> None:
-    """As if its worker died an hour ago: the lease ran out and nothing touched the job since."""
-    hour_ago = timezone.now() - timedelta(hours=1)
-    JobStage.objects.filter(job=job).update(lease_expires_at=hour_ago)
-    Job.objects.filter(id=job.id).update(updated_at=hour_ago)
+def leased_job_maybe_stale(data: st.DataObject) -> Job:
+    """A leased job; in half the examples as if its worker died an hour ago (the lease ran out, nothing touched it)."""
+    job = leased_job()
+    if data.draw(st.booleans(), label="stale"):
+        hour_ago = timezone.now() - timedelta(hours=1)
+        JobStage.objects.filter(job=job).update(lease_expires_at=hour_ago)
+        Job.objects.filter(id=job.id).update(updated_at=hour_ago)
+    return job
 
 
 @guard(5)
 @given(st.data())
 def test_heartbeat_and_leased_ends(data):
     job = leased_job()
-    action = data.draw(st.sampled_from(["heartbeat", "complete", "fail"]))
+    call = data.draw(
+        st.sampled_from([leases.stage_heartbeat, leases.stage_complete_leased, leases.stage_fail_leased]), label="verb"
+    )
     spec: dict[str, Arg] = {
         "job_id": JOB,
         "stage_name": (st.just("audio_analysis") | STAGE[0], hostile),
         "owner": LEASED,
     }
-    if action == "complete":
+    if call is not leases.stage_heartbeat:
         spec["metadata"] = METADATA
-    if action == "fail":
+    if call is leases.stage_fail_leased:
         spec["error"] = (st.one_of(st.none(), ERROR[0]), ERROR[1])
-        spec["metadata"] = METADATA
     args = draw_args(data, spec, job=job)
-    call = {
-        "heartbeat": leases.stage_heartbeat,
-        "complete": leases.stage_complete_leased,
-        "fail": leases.stage_fail_leased,
-    }[action]
     only_pipeline_errors(job.id, lambda: call(**args))
 
 
@@ -540,9 +539,7 @@ def test_stage_lease_block(data):
 @guard(3)
 @given(st.data())
 def test_recovery(data):
-    job = leased_job()
-    if data.draw(st.booleans()):
-        make_stale(job)
+    job = leased_job_maybe_stale(data)
     action = data.draw(st.sampled_from(["requeue", "fail", "sweep"]))
     if action == "sweep":
         args = draw_args(
@@ -579,9 +576,7 @@ GRACE: Arg = (
 @guard(3)
 @given(st.data())
 def test_stale_job_selectors(data):
-    job = leased_job()
-    if data.draw(st.booleans()):
-        make_stale(job)
+    job = leased_job_maybe_stale(data)
     action = data.draw(st.sampled_from(["lease_expired", "queued_stale", "stale", "live", "report"]))
     if action == "live":
         spec: dict[str, Arg] = {"grace": GRACE}

@@ -19,11 +19,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from common.conf import app_settings
-from common.db import boundary, retry_locked
+from common.db import async_twin, boundary, retry_locked
 from common.errors import BudgetExceededError
 from common.ids import parse_job_id
 from common.models import HoldStatus, Job, JobCost, JobCostHold
@@ -80,6 +79,9 @@ def job_reserved(*, job_id: UUID | str, now: datetime | None = None) -> Decimal:
     return money_from_sum(total)
 
 
+ajob_reserved = async_twin(job_reserved)
+
+
 def reserved_sum(*, now: datetime | None = None) -> Subquery:
     """:func:`job_reserved` as an expression for a ``Job`` queryset (``.annotate(reserved=reserved_sum())``).
 
@@ -130,6 +132,9 @@ def job_spend(*, job_id: UUID | str) -> JobSpend:
     return _spend(parse_job_id(job_id))
 
 
+ajob_spend = async_twin(job_spend)
+
+
 @boundary
 def job_total_cost(*, job_id: UUID | str) -> Decimal:
     """What the job has spent (``jobs.total_cost``).
@@ -146,6 +151,9 @@ def job_total_cost(*, job_id: UUID | str) -> Decimal:
     return total
 
 
+ajob_total_cost = async_twin(job_total_cost)
+
+
 @boundary
 def job_budget_fits(*, job_id: UUID | str, new_cost: Decimal | int, limit: Decimal | int | None = None) -> bool:
     """True when spent + reserved + ``new_cost`` fits ``limit`` (default the job's budget).
@@ -157,6 +165,9 @@ def job_budget_fits(*, job_id: UUID | str, new_cost: Decimal | int, limit: Decim
     spend = _spend(job_uuid)
     effective = spend.budget if limit is None else parse_money(limit, name="limit")
     return spend.spent + spend.reserved + amount <= effective
+
+
+ajob_budget_fits = async_twin(job_budget_fits)
 
 
 @boundary
@@ -177,6 +188,9 @@ def job_budget_check(*, job_id: UUID | str, limit: Decimal | int | None = None) 
                 "limit": format_money(effective),
             },
         )
+
+
+ajob_budget_check = async_twin(job_budget_check)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,37 +261,4 @@ def job_cost_summary(*, job_id: UUID | str) -> CostSummary:
     return retry_locked(lambda: _summary(job_uuid), atomic=False)
 
 
-@boundary
-async def ajob_reserved(*, job_id: UUID | str, now: datetime | None = None) -> Decimal:
-    """Async twin of :func:`job_reserved`."""
-    return await sync_to_async(job_reserved)(job_id=job_id, now=now)
-
-
-@boundary
-async def ajob_spend(*, job_id: UUID | str) -> JobSpend:
-    """Async twin of :func:`job_spend`."""
-    return await sync_to_async(job_spend)(job_id=job_id)
-
-
-@boundary
-async def ajob_total_cost(*, job_id: UUID | str) -> Decimal:
-    """Async twin of :func:`job_total_cost`."""
-    return await sync_to_async(job_total_cost)(job_id=job_id)
-
-
-@boundary
-async def ajob_budget_fits(*, job_id: UUID | str, new_cost: Decimal | int, limit: Decimal | int | None = None) -> bool:
-    """Async twin of :func:`job_budget_fits`."""
-    return await sync_to_async(job_budget_fits)(job_id=job_id, new_cost=new_cost, limit=limit)
-
-
-@boundary
-async def ajob_budget_check(*, job_id: UUID | str, limit: Decimal | int | None = None) -> None:
-    """Async twin of :func:`job_budget_check`."""
-    await sync_to_async(job_budget_check)(job_id=job_id, limit=limit)
-
-
-@boundary
-async def ajob_cost_summary(*, job_id: UUID | str) -> CostSummary:
-    """Async twin of :func:`job_cost_summary`."""
-    return await sync_to_async(job_cost_summary)(job_id=job_id)
+ajob_cost_summary = async_twin(job_cost_summary)

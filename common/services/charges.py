@@ -36,13 +36,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from common.conf import app_settings
-from common.db import boundary, retry_locked
+from common.db import async_twin, boundary, retry_locked
 from common.errors import ValidationError
 from common.ids import parse_job_id
 from common.models import ACTIVE_JOB_STATUSES, Job, JobCost
@@ -263,28 +262,4 @@ def charge_record(
     return _insert_charge(row, enforce or checked_limit is not None, checked_limit)
 
 
-@boundary
-async def acharge_record(
-    *,
-    job_id: UUID | str,
-    stage: str,
-    api_name: str,
-    cost: Decimal | int | None = None,
-    idempotency_key: str | None = None,
-    quantity: Decimal | int | None = None,
-    unit: str | None = None,
-    enforce: bool = False,
-    limit: Decimal | int | None = None,
-) -> JobCost:
-    """Async twin of :func:`charge_record`."""
-    return await sync_to_async(charge_record)(
-        job_id=job_id,
-        stage=stage,
-        api_name=api_name,
-        cost=cost,
-        idempotency_key=idempotency_key,
-        quantity=quantity,
-        unit=unit,
-        enforce=enforce,
-        limit=limit,
-    )
+acharge_record = async_twin(charge_record)

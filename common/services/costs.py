@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 from common import selectors
-from common.db import boundary
+from common.db import async_twin, boundary
 from common.models import JobCost, JobCostHold
 from common.money import format_money, money_from_sum, money_sum, validate_money
 from common.selectors.costs import CostSummary
@@ -84,30 +84,15 @@ Amount = Decimal | int
 
 
 @boundary
-def track_cost(
-    job_id: UUID | str,
-    stage: str,
-    api_name: str,
-    cost: Amount | None,
-    *,
-    idempotency_key: str | None = None,
-    quantity: Amount | None = None,
-    unit: str | None = None,
-    enforce: bool = False,
-    limit: Amount | None = None,
-) -> JobCost:
-    """Record one paid API call (see :func:`~common.services.charges.charge_record`)."""
-    return charges.charge_record(
-        job_id=job_id,
-        stage=stage,
-        api_name=api_name,
-        cost=cost,
-        idempotency_key=idempotency_key,
-        quantity=quantity,
-        unit=unit,
-        enforce=enforce,
-        limit=limit,
-    )
+def track_cost(job_id: UUID | str, stage: str, api_name: str, cost: Amount | None, **options: Any) -> JobCost:
+    """Record one paid API call (see :func:`~common.services.charges.charge_record` for ``options``).
+
+    ``options``: ``idempotency_key``, ``quantity``, ``unit``, ``enforce``, ``limit``.
+    """
+    return charges.charge_record(job_id=job_id, stage=stage, api_name=api_name, cost=cost, **options)
+
+
+atrack_cost = async_twin(track_cost)
 
 
 @boundary
@@ -116,10 +101,16 @@ def get_total_cost(job_id: UUID | str) -> Decimal:
     return selectors.job_total_cost(job_id=job_id)
 
 
+aget_total_cost = async_twin(get_total_cost)
+
+
 @boundary
 def check_budget(job_id: UUID | str, new_cost: Amount, limit: Amount | None = None) -> bool:
     """True when ``new_cost`` still fits, advisory (see :func:`~common.selectors.job_budget_fits`)."""
     return selectors.job_budget_fits(job_id=job_id, new_cost=new_cost, limit=limit)
+
+
+acheck_budget = async_twin(check_budget)
 
 
 @boundary
@@ -128,10 +119,16 @@ def enforce_budget_limit(job_id: UUID | str, limit: Amount | None = None) -> Non
     selectors.job_budget_check(job_id=job_id, limit=limit)
 
 
+aenforce_budget_limit = async_twin(enforce_budget_limit)
+
+
 @boundary
 def job_cost_summary(job_id: UUID | str) -> CostSummary:
     """The job's cost summary (see :func:`~common.selectors.job_cost_summary`)."""
     return selectors.job_cost_summary(job_id=job_id)
+
+
+ajob_cost_summary = async_twin(job_cost_summary)
 
 
 @boundary
@@ -142,10 +139,16 @@ def reserve(
     return holds.hold_reserve(job_id=job_id, stage=stage, api_name=api_name, estimate=estimate, limit=limit)
 
 
+areserve = async_twin(reserve)
+
+
 @boundary
 def settle(hold: JobCostHold | UUID | str, actual_cost: Amount) -> JobCost:
     """Record a held call's actual cost (see :func:`~common.services.holds.hold_settle`)."""
     return holds.hold_settle(hold=hold, actual_cost=actual_cost)
+
+
+asettle = async_twin(settle)
 
 
 @boundary
@@ -154,10 +157,16 @@ def release(hold: JobCostHold | UUID | str) -> JobCostHold:
     return holds.hold_release(hold=hold)
 
 
+arelease = async_twin(release)
+
+
 @boundary
 def renew_hold(hold: JobCostHold | UUID | str) -> JobCostHold:
     """Keep a hold alive for a long call (see :func:`~common.services.holds.hold_renew`)."""
     return holds.hold_renew(hold=hold)
+
+
+arenew_hold = async_twin(renew_hold)
 
 
 @boundary
@@ -170,6 +179,9 @@ def release_job_holds(job_id: UUID | str) -> int:
 def expire_holds(*, job_id: UUID | str | None = None) -> int:
     """The hold sweep (see :func:`~common.services.holds.holds_expire`)."""
     return holds.holds_expire(job_id=job_id)
+
+
+aexpire_holds = async_twin(expire_holds)
 
 
 @contextmanager
@@ -205,92 +217,6 @@ def get_price(api_name: str) -> ApiPrice:
 def get_price_table() -> dict[str, ApiPrice]:
     """The price table (see :func:`~common.services.prices.price_table`)."""
     return prices.price_table()
-
-
-# --------------------------------------------------------------------------- async twins
-
-
-@boundary
-async def atrack_cost(
-    job_id: UUID | str,
-    stage: str,
-    api_name: str,
-    cost: Amount | None,
-    *,
-    idempotency_key: str | None = None,
-    quantity: Amount | None = None,
-    unit: str | None = None,
-    enforce: bool = False,
-    limit: Amount | None = None,
-) -> JobCost:
-    """Async twin of :func:`track_cost`."""
-    return await charges.acharge_record(
-        job_id=job_id,
-        stage=stage,
-        api_name=api_name,
-        cost=cost,
-        idempotency_key=idempotency_key,
-        quantity=quantity,
-        unit=unit,
-        enforce=enforce,
-        limit=limit,
-    )
-
-
-@boundary
-async def aget_total_cost(job_id: UUID | str) -> Decimal:
-    """Async twin of :func:`get_total_cost`."""
-    return await selectors.ajob_total_cost(job_id=job_id)
-
-
-@boundary
-async def acheck_budget(job_id: UUID | str, new_cost: Amount, limit: Amount | None = None) -> bool:
-    """Async twin of :func:`check_budget`."""
-    return await selectors.ajob_budget_fits(job_id=job_id, new_cost=new_cost, limit=limit)
-
-
-@boundary
-async def aenforce_budget_limit(job_id: UUID | str, limit: Amount | None = None) -> None:
-    """Async twin of :func:`enforce_budget_limit`."""
-    await selectors.ajob_budget_check(job_id=job_id, limit=limit)
-
-
-@boundary
-async def ajob_cost_summary(job_id: UUID | str) -> CostSummary:
-    """Async twin of :func:`job_cost_summary`."""
-    return await selectors.ajob_cost_summary(job_id=job_id)
-
-
-@boundary
-async def aexpire_holds(*, job_id: UUID | str | None = None) -> int:
-    """Async twin of :func:`expire_holds`."""
-    return await holds.aholds_expire(job_id=job_id)
-
-
-@boundary
-async def areserve(
-    job_id: UUID | str, stage: str, api_name: str, estimate: Amount, *, limit: Amount | None = None
-) -> JobCostHold:
-    """Async twin of :func:`reserve`."""
-    return await holds.ahold_reserve(job_id=job_id, stage=stage, api_name=api_name, estimate=estimate, limit=limit)
-
-
-@boundary
-async def asettle(hold: JobCostHold | UUID | str, actual_cost: Amount) -> JobCost:
-    """Async twin of :func:`settle`."""
-    return await holds.ahold_settle(hold=hold, actual_cost=actual_cost)
-
-
-@boundary
-async def arelease(hold: JobCostHold | UUID | str) -> JobCostHold:
-    """Async twin of :func:`release`."""
-    return await holds.ahold_release(hold=hold)
-
-
-@boundary
-async def arenew_hold(hold: JobCostHold | UUID | str) -> JobCostHold:
-    """Async twin of :func:`renew_hold`."""
-    return await holds.ahold_renew(hold=hold)
 
 
 class CostTracker:

@@ -25,11 +25,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from common.db import boundary, retry_locked
+from common.db import async_twin, boundary, retry_locked
 from common.errors import ValidationError
 from common.ids import canonical_uuid, parse_job_id
 from common.models import HoldStatus, Job, JobCost, JobCostHold
@@ -108,6 +107,9 @@ def hold_reserve(
     return retry_locked(hold)
 
 
+ahold_reserve = async_twin(hold_reserve)
+
+
 @boundary
 def hold_settle(*, hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -> JobCost:
     """Record the actual cost of a held call and close the hold; return the ledger row.
@@ -163,6 +165,9 @@ def hold_settle(*, hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -
     return retry_locked(close)
 
 
+ahold_settle = async_twin(hold_settle)
+
+
 @boundary
 def hold_release(*, hold: JobCostHold | UUID | str) -> JobCostHold:
     """Give a hold's budget back without charging (the call was not made); closing a closed hold does nothing."""
@@ -181,6 +186,9 @@ def hold_release(*, hold: JobCostHold | UUID | str) -> JobCostHold:
         return current
 
     return retry_locked(give_back)
+
+
+ahold_release = async_twin(hold_release)
 
 
 @boundary
@@ -230,6 +238,9 @@ def hold_renew(*, hold: JobCostHold | UUID | str) -> JobCostHold:
     return retry_locked(renew)
 
 
+ahold_renew = async_twin(hold_renew)
+
+
 @boundary
 def job_holds_release(*, job_id: UUID | str) -> int:
     """Release every open hold of a job (e.g. when it finishes); return how many were released."""
@@ -245,6 +256,9 @@ def job_holds_release(*, job_id: UUID | str) -> int:
         return released
 
     return retry_locked(give_back)
+
+
+ajob_holds_release = async_twin(job_holds_release)
 
 
 def _expire_job_holds(job_id: UUID) -> int:
@@ -294,6 +308,9 @@ def holds_expire(*, job_id: UUID | str | None = None) -> int:
     for candidate in retry_locked(candidates, atomic=False):
         expired += retry_locked(functools.partial(_expire_job_holds, candidate))
     return expired
+
+
+aholds_expire = async_twin(holds_expire)
 
 
 def release_holds_on_finish(sender: object, *, job: Job, **kwargs: Any) -> None:
@@ -365,43 +382,3 @@ async def ahold_reservation(
         raise
     if held.cost is None:
         await held.asettle(held.estimate)
-
-
-@boundary
-async def ahold_reserve(
-    *, job_id: UUID | str, stage: str, api_name: str, estimate: Decimal | int, limit: Decimal | int | None = None
-) -> JobCostHold:
-    """Async twin of :func:`hold_reserve`."""
-    return await sync_to_async(hold_reserve)(
-        job_id=job_id, stage=stage, api_name=api_name, estimate=estimate, limit=limit
-    )
-
-
-@boundary
-async def ahold_settle(*, hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -> JobCost:
-    """Async twin of :func:`hold_settle`."""
-    return await sync_to_async(hold_settle)(hold=hold, actual_cost=actual_cost)
-
-
-@boundary
-async def ahold_release(*, hold: JobCostHold | UUID | str) -> JobCostHold:
-    """Async twin of :func:`hold_release`."""
-    return await sync_to_async(hold_release)(hold=hold)
-
-
-@boundary
-async def ahold_renew(*, hold: JobCostHold | UUID | str) -> JobCostHold:
-    """Async twin of :func:`hold_renew`."""
-    return await sync_to_async(hold_renew)(hold=hold)
-
-
-@boundary
-async def ajob_holds_release(*, job_id: UUID | str) -> int:
-    """Async twin of :func:`job_holds_release`."""
-    return await sync_to_async(job_holds_release)(job_id=job_id)
-
-
-@boundary
-async def aholds_expire(*, job_id: UUID | str | None = None) -> int:
-    """Async twin of :func:`holds_expire`."""
-    return await sync_to_async(holds_expire)(job_id=job_id)

@@ -28,54 +28,28 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from common.db import boundary
+from common.db import async_twin, boundary
 from common.errors import PipelineError, ValidationError
 from common.ids import parse_user_id
 from common.log import get_logger
 from common.models import Job, JobStage, JobStatus, StageStatus, clean_text
 from common.money import format_money, parse_money
-from common.services._lifecycle import (
-    INVALID_TRANSITION,
-    check_stage_name,
-    error_record,
-    estimate,
-    finish_stage,
-    illegal,
-    lock_job,
-    require_active,
-    save_job,
-)
-from common.services.stages import (
-    TOO_MANY_ATTEMPTS,
-    astage_complete,
-    astage_fail,
-    astage_start,
-    check_lease_owner,
-    default_lease_owner,
-    stage_complete,
-    stage_fail,
-    stage_start,
-)
+from common.services import _lifecycle as lifecycle
+from common.services import stages
+from common.services.stages import *  # noqa: F403 - the stage transitions, re-exported (see the docstring)
 
 __all__ = [
     "INVALID_TRANSITION",
-    "TOO_MANY_ATTEMPTS",
     "ajob_cancel",
     "ajob_complete",
     "ajob_create",
     "ajob_fail",
     "ajob_set_budget",
     "ajob_update_progress",
-    "astage_complete",
-    "astage_fail",
-    "astage_start",
-    "check_lease_owner",
-    "default_lease_owner",
     "job_cancel",
     "job_complete",
     "job_create",
@@ -83,11 +57,11 @@ __all__ = [
     "job_finished",
     "job_set_budget",
     "job_update_progress",
-    "stage_complete",
-    "stage_fail",
-    "stage_start",
 ]
 
+__all__ += stages.__all__
+
+INVALID_TRANSITION = lifecycle.INVALID_TRANSITION
 CANCELLED_CODE = "JOB_CANCELLED"
 
 # Sent (after the transaction commits) when a job becomes completed, failed or cancelled.
@@ -100,7 +74,7 @@ logger = get_logger(__name__)
 def _finish_job(job: Job, status: str, now: datetime, *, stage_metadata: dict[str, Any]) -> None:
     """Fail the stages still running and notify ``job_finished`` once the transaction commits."""
     for stage in JobStage.objects.select_for_update().filter(job=job, status=StageStatus.PROCESSING):
-        finish_stage(job, stage, status=StageStatus.FAILED, now=now, metadata=stage_metadata)
+        lifecycle.finish_stage(job, stage, status=StageStatus.FAILED, now=now, metadata=stage_metadata)
     transaction.on_commit(lambda: job_finished.send(sender=Job, job=job, status=status))
 
 
@@ -128,10 +102,13 @@ def job_create(
         fields["budget_limit"] = parse_money(budget_limit, name="budget_limit", text=True)
     with transaction.atomic():
         job = Job(**fields)
-        job.estimated_remaining = estimate(job, stages=())
+        job.estimated_remaining = lifecycle.estimate(job, stages=())
         job.save(force_insert=True)
     logger.info("job created", extra={"job_id": str(job.id), "budget_limit": str(job.budget_limit)})
     return job
+
+
+ajob_create = async_twin(job_create)
 
 
 @boundary
@@ -149,10 +126,10 @@ def job_set_budget(*, job_id: UUID | str, budget_limit: Decimal | str | int, cha
     amount = parse_money(budget_limit, name="budget_limit", text=True)
     who = None if changed_by is None else clean_text(changed_by, field="changed_by", max_length=255)
     with transaction.atomic():
-        job = lock_job(job_id)
+        job = lifecycle.lock_job(job_id)
         old = job.budget_limit
         job.budget_limit = amount
-        save_job(job, "budget_limit")
+        lifecycle.save_job(job, "budget_limit")
     logger.info(
         "budget of job %s changed from %s to %s by %s",
         job.id,
@@ -171,6 +148,9 @@ def job_set_budget(*, job_id: UUID | str, budget_limit: Decimal | str | int, cha
     return job
 
 
+ajob_set_budget = async_twin(job_set_budget)
+
+
 @boundary
 def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
     """Set the job's progress (0-100, never backwards) and optionally its current stage.
@@ -185,20 +165,25 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
         raise ValidationError(f"progress must be a whole number from 0 to 100, got {progress!r}", job_id=job_id)
     if current_stage is not None:
         clean_text(current_stage, field="current_stage", max_length=64)
-        check_stage_name(current_stage)
+        lifecycle.check_stage_name(current_stage)
     with transaction.atomic():
-        job = lock_job(job_id)
-        require_active(job, "update progress")
+        job = lifecycle.lock_job(job_id)
+        lifecycle.require_active(job, "update progress")
         if progress < job.progress:
-            raise illegal(job, f"progress cannot go backwards (from {job.progress} to {progress})", progress=progress)
+            raise lifecycle.illegal(
+                job, f"progress cannot go backwards (from {job.progress} to {progress})", progress=progress
+            )
         job.progress = progress
         if progress > 0 or current_stage is not None:
             job.status = JobStatus.PROCESSING
         if current_stage is not None:
             job.current_stage = current_stage
-        job.estimated_remaining = estimate(job)
-        save_job(job, "progress", "status", "current_stage", "estimated_remaining")
+        job.estimated_remaining = lifecycle.estimate(job)
+        lifecycle.save_job(job, "progress", "status", "current_stage", "estimated_remaining")
     return job
+
+
+ajob_update_progress = async_twin(job_update_progress)
 
 
 @boundary
@@ -210,14 +195,16 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
     """
     clean_text(video_url, field="video_url")
     with transaction.atomic():
-        job = lock_job(job_id)
+        job = lifecycle.lock_job(job_id)
         if job.status != JobStatus.PROCESSING:
-            raise illegal(job, f"cannot complete a job that is {job.status} (only a processing job can complete)")
+            raise lifecycle.illegal(
+                job, f"cannot complete a job that is {job.status} (only a processing job can complete)"
+            )
         running = list(
             JobStage.objects.filter(job=job, status=StageStatus.PROCESSING).values_list("stage_name", flat=True)
         )
         if running:
-            raise illegal(job, f"cannot complete while stage(s) {', '.join(running)} are still processing")
+            raise lifecycle.illegal(job, f"cannot complete while stage(s) {', '.join(running)} are still processing")
         now = timezone.now()
         job.status = JobStatus.COMPLETED
         job.progress = 100
@@ -225,10 +212,15 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
         job.video_url = video_url
         job.current_stage = None
         job.completed_at = now
-        save_job(job, "status", "progress", "estimated_remaining", "video_url", "current_stage", "completed_at")
+        lifecycle.save_job(
+            job, "status", "progress", "estimated_remaining", "video_url", "current_stage", "completed_at"
+        )
         _finish_job(job, JobStatus.COMPLETED, now, stage_metadata={})
     logger.info("job completed", extra={"job_id": str(job.id)})
     return job
+
+
+ajob_complete = async_twin(job_complete)
 
 
 @boundary
@@ -243,20 +235,23 @@ def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
         ValidationError: when the job is already completed, failed or cancelled, or ``error`` is not
             a :class:`PipelineError` whose text can be stored (no NUL, no lone surrogate).
     """
-    record = error_record(error)
+    record = lifecycle.error_record(error)
     with transaction.atomic():
-        job = lock_job(job_id)
-        require_active(job, "fail the job")
+        job = lifecycle.lock_job(job_id)
+        lifecycle.require_active(job, "fail the job")
         now = timezone.now()
         job.status = JobStatus.FAILED
         job.error_code = record["code"][:64]
         job.error_message = record["message"]
         job.estimated_remaining = None
         job.completed_at = now
-        save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
+        lifecycle.save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
         _finish_job(job, JobStatus.FAILED, now, stage_metadata={"error": record})
     logger.warning("job failed", extra={"job_id": str(job.id), "error_code": job.error_code})
     return job
+
+
+ajob_fail = async_twin(job_fail)
 
 
 @boundary
@@ -269,64 +264,18 @@ def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     if reason is not None:
         clean_text(reason, field="reason", blank=True)
     with transaction.atomic():
-        job = lock_job(job_id)
-        require_active(job, "cancel the job")
+        job = lifecycle.lock_job(job_id)
+        lifecycle.require_active(job, "cancel the job")
         now = timezone.now()
         job.status = JobStatus.CANCELLED
         job.error_code = CANCELLED_CODE
         job.error_message = reason or "The job was cancelled."
         job.estimated_remaining = None
         job.completed_at = now
-        save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
+        lifecycle.save_job(job, "status", "error_code", "error_message", "estimated_remaining", "completed_at")
         _finish_job(job, JobStatus.CANCELLED, now, stage_metadata={"cancelled": True})
     logger.info("job cancelled", extra={"job_id": str(job.id)})
     return job
 
 
-# --------------------------------------------------------------------------- async twins
-
-
-@boundary
-async def ajob_create(
-    *,
-    user_id: UUID | str,
-    audio_url: str,
-    user_prompt: str,
-    budget_limit: Decimal | str | int | None = None,
-) -> Job:
-    """Async twin of :func:`job_create`."""
-    return await sync_to_async(job_create)(
-        user_id=user_id, audio_url=audio_url, user_prompt=user_prompt, budget_limit=budget_limit
-    )
-
-
-@boundary
-async def ajob_set_budget(
-    *, job_id: UUID | str, budget_limit: Decimal | str | int, changed_by: str | None = None
-) -> Job:
-    """Async twin of :func:`job_set_budget`."""
-    return await sync_to_async(job_set_budget)(job_id=job_id, budget_limit=budget_limit, changed_by=changed_by)
-
-
-@boundary
-async def ajob_update_progress(*, job_id: UUID | str, progress: int, current_stage: str | None = None) -> Job:
-    """Async twin of :func:`job_update_progress`."""
-    return await sync_to_async(job_update_progress)(job_id=job_id, progress=progress, current_stage=current_stage)
-
-
-@boundary
-async def ajob_complete(*, job_id: UUID | str, video_url: str) -> Job:
-    """Async twin of :func:`job_complete`."""
-    return await sync_to_async(job_complete)(job_id=job_id, video_url=video_url)
-
-
-@boundary
-async def ajob_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
-    """Async twin of :func:`job_fail`."""
-    return await sync_to_async(job_fail)(job_id=job_id, error=error)
-
-
-@boundary
-async def ajob_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
-    """Async twin of :func:`job_cancel`."""
-    return await sync_to_async(job_cancel)(job_id=job_id, reason=reason)
+ajob_cancel = async_twin(job_cancel)

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from common.db import boundary
+from common.db import async_twin, boundary
 from common.errors import PipelineError, ValidationError
 from common.log import get_logger
 from common.models import MAX_ATTEMPTS, Job, JobStage, JobStatus, StageStatus
@@ -149,6 +148,9 @@ def stage_start(
     return stage
 
 
+astage_start = async_twin(stage_start)
+
+
 def _check_attempts(job: Job, stage: JobStage) -> None:
     """Refuse one more start of a stage whose attempt count is at the column's limit."""
     if stage.attempts >= MAX_ATTEMPTS:
@@ -211,6 +213,9 @@ def stage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, A
     return stage
 
 
+astage_complete = async_twin(stage_complete)
+
+
 @boundary
 def stage_fail(
     *,
@@ -235,30 +240,4 @@ def stage_fail(
     return stage
 
 
-# --------------------------------------------------------------------------- async twins
-
-
-@boundary
-async def astage_start(
-    *, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None, owner: str | None = None
-) -> JobStage:
-    """Async twin of :func:`stage_start`."""
-    return await sync_to_async(stage_start)(job_id=job_id, stage_name=stage_name, metadata=metadata, owner=owner)
-
-
-@boundary
-async def astage_complete(*, job_id: UUID | str, stage_name: str, metadata: dict[str, Any] | None = None) -> JobStage:
-    """Async twin of :func:`stage_complete`."""
-    return await sync_to_async(stage_complete)(job_id=job_id, stage_name=stage_name, metadata=metadata)
-
-
-@boundary
-async def astage_fail(
-    *,
-    job_id: UUID | str,
-    stage_name: str,
-    error: PipelineError | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> JobStage:
-    """Async twin of :func:`stage_fail`."""
-    return await sync_to_async(stage_fail)(job_id=job_id, stage_name=stage_name, error=error, metadata=metadata)
+astage_fail = async_twin(stage_fail)

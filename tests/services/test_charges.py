@@ -15,31 +15,30 @@ from django.db import transaction
 from django.test import override_settings
 
 from common.errors import BudgetExceededError, ValidationError
-from common.models import Job, JobCost
+from common.models import JobCost
 from common.selectors import job_budget_check, job_total_cost
 from common.services.charges import charge_record
-from tests.services.costs_helpers import make_job
+from tests.services.costs_helpers import make_job, reload
 
 pytestmark = pytest.mark.django_db
 
 
-def reload(job: Job) -> Job:
-    job.refresh_from_db()
-    return job
-
-
-def test_track_cost_records_row_and_raises_total():
+def test_a_charge_appends_one_ledger_row_and_raises_the_total():
     job = make_job()
     row = charge_record(job_id=job.id, stage="video_generation", api_name="svd", cost=Decimal("0.06"))
-    assert isinstance(row, JobCost)
-    assert row.cost == Decimal("0.06")
-    assert row.stage_name == "video_generation"
-    assert row.api_name == "svd"
-    stored = JobCost.objects.get(id=row.id)
-    assert stored.cost == Decimal("0.06")
-    assert reload(job).total_cost == Decimal("0.06")
-    charge_record(job_id=str(job.id), stage="video_generation", api_name="svd", cost=1)
-    assert job_total_cost(job_id=job.id) == Decimal("1.06")
+    stored = JobCost.objects.filter(job=job).values("id", "stage_name", "api_name", "cost", "idempotency_key", "unit")
+    assert list(stored) == [
+        {
+            "id": row.id,
+            "stage_name": "video_generation",
+            "api_name": "svd",
+            "cost": Decimal("0.06"),
+            "idempotency_key": None,
+            "unit": None,
+        }
+    ]
+    charge_record(job_id=str(job.id).upper(), stage="composition", api_name="ffmpeg", cost=1)
+    assert (job_total_cost(job_id=job.id), reload(job).total_cost) == (Decimal("1.06"), Decimal("1.06"))
 
 
 def test_quantity_prices_from_table_and_stores_unit():
@@ -195,23 +194,10 @@ def test_idempotency_key_returns_first_row_and_charges_once():
 
 def test_idempotent_duplicate_inside_callers_transaction_keeps_it_usable():
     job = make_job()
+    clip = {"job_id": job.id, "stage": "video_generation", "api_name": "svd", "cost": Decimal("0.06")}
     with transaction.atomic():
-        first = charge_record(
-            job_id=job.id,
-            stage="video_generation",
-            api_name="svd",
-            cost=Decimal("0.06"),
-            idempotency_key="k",
-            enforce=True,
-        )
-        again = charge_record(
-            job_id=job.id,
-            stage="video_generation",
-            api_name="svd",
-            cost=Decimal("0.06"),
-            idempotency_key="k",
-            enforce=True,
-        )
+        first = charge_record(**clip, idempotency_key="k", enforce=True)
+        again = charge_record(**clip, idempotency_key="k", enforce=True)
         assert again.id == first.id
         charge_record(job_id=job.id, stage="composition", api_name="gpt-4-turbo", cost=Decimal("0.01"))
     assert reload(job).total_cost == Decimal("0.07")

@@ -16,16 +16,11 @@ from django.db import connection
 import common
 from common import money
 from common.errors import BudgetExceededError
-from common.models import HoldStatus, Job, JobCost, JobCostHold
+from common.models import HoldStatus, JobCost, JobCostHold
 from common.services import costs
-from tests.services.costs_helpers import make_job
+from tests.services.costs_helpers import make_job, reload
 
 pytestmark = pytest.mark.django_db
-
-
-def reload(job: Job) -> Job:
-    job.refresh_from_db()
-    return job
 
 
 def test_track_cost_records_row_and_raises_total():

@@ -36,14 +36,9 @@ from common.services.holds import (
     job_holds_release,
     release_holds_on_finish,
 )
-from tests.services.costs_helpers import make_job
+from tests.services.costs_helpers import make_job, reload
 
 pytestmark = pytest.mark.django_db
-
-
-def reload(job: Job) -> Job:
-    job.refresh_from_db()
-    return job
 
 
 def test_reserve_holds_budget_and_settle_records_actual():
