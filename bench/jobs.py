@@ -84,31 +84,6 @@ def compare(label: str, n: int, rounds: int) -> float:
     return statistics.median(estimate) / statistics.median(baseline)
 
 
-def compare_sql_cache(n: int, rounds: int) -> float | None:
-    """The estimate with its compiled-SQL cache (``selectors.jobs._union_sql``) against compiling per call.
-
-    Returns the ratio (cached / compiled every time), or ``None`` when the selectors have no such cache.
-    """
-    from common.selectors import jobs as reads
-
-    cached = getattr(reads, "_union_sql", None)
-    if cached is None or not hasattr(cached, "__wrapped__"):
-        print("the estimate's SQL is compiled per call (no cache to compare)")
-        return None
-    uncached: list[float] = []
-    with_cache: list[float] = []
-    for _ in range(rounds):
-        reads._union_sql = cached.__wrapped__
-        try:
-            uncached.append(lifecycle(n))
-        finally:
-            reads._union_sql = cached
-        with_cache.append(lifecycle(n))
-    for name, rates in (("estimate, SQL compiled per call", uncached), ("estimate, compiled SQL cached", with_cache)):
-        print(f"{name:<44} median {statistics.median(rates):8.1f} transitions/s   best {max(rates):8.1f}")
-    return statistics.median(with_cache) / statistics.median(uncached)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=40)
@@ -122,9 +97,6 @@ def main() -> None:
         add_history(args.history)
         big = compare(f"{args.history} completed runs per stage", args.jobs, args.rounds)
         print(f"ratio to baseline: little history {small:.2f}, large history {big:.2f}")
-        cache = compare_sql_cache(args.jobs, args.rounds)
-        if cache is not None:
-            print(f"compiled-SQL cache: {cache:.2f}x the transitions per second (kept only at >= 1.30x)")
 
 
 if __name__ == "__main__":
