@@ -396,6 +396,7 @@ def test_open_holds_and_their_cutoff(data):
     costs.reserve(job.id, "video_generation", "svd", Decimal("0.50"))
     args = draw_args(data, {"now": MOMENT}, job=job)
     only_pipeline_errors(job.id, lambda: selectors.holds_open(**args))
+    only_pipeline_errors(job.id, lambda: selectors.jobs_reserved(**args))
     only_pipeline_errors(job.id, lambda: selectors.hold_cutoff(args["now"]))
     only_pipeline_errors(job.id, lambda: list(Job.objects.filter(id=job.id).annotate(r=selectors.reserved_sum(**args))))
 
@@ -701,7 +702,8 @@ def test_the_guard_covers_every_public_service_and_selector():
         # the ledger, holds and prices: the seeds' forms and the new verbs, drawn at random in each test
         "track_cost", "charge_record",
         "get_total_cost", "job_total_cost", "check_budget", "job_budget_fits", "enforce_budget_limit",
-        "job_budget_check", "job_cost_summary", "job_spend", "job_reserved", "holds_open", "hold_cutoff",
+        "job_budget_check", "job_cost_summary", "job_spend", "job_reserved", "jobs_reserved", "holds_open",
+        "hold_cutoff",
         "reserved_sum",
         "reserve", "hold_reserve", "reservation", "hold_reservation", "settle", "hold_settle", "release",
         "hold_release", "renew_hold", "hold_renew", "release_job_holds", "job_holds_release", "expire_holds",

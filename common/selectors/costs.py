@@ -4,8 +4,8 @@
 ``RESERVATION_TTL_SECONDS`` (an older hold holds nothing, whether or not a sweep has marked it
 expired yet). Every reader sums those: the budget checks and the cost summary (so the API),
 ``budget_report``, ``reconcile_costs`` and the locked cost writes (:mod:`common.services.holds`),
-through :func:`job_reserved` (one job, a statement of its own) or :func:`reserved_sum` (an
-expression over a ``Job`` queryset, for many jobs at once).
+through :func:`job_reserved` (one job, a statement of its own), :func:`jobs_reserved` (every job
+holding something, one grouped query) or :func:`reserved_sum` (an expression over a ``Job`` queryset).
 
 The checks here are advisory reads: a charge or a hold that must not exceed the budget is
 enforced atomically by the services (:mod:`common.services.charges`, :mod:`common.services.holds`).
@@ -38,6 +38,7 @@ __all__ = [
     "ajob_reserved",
     "ajob_spend",
     "ajob_total_cost",
+    "ajobs_reserved",
     "hold_cutoff",
     "holds_open",
     "job_budget_check",
@@ -46,6 +47,7 @@ __all__ = [
     "job_reserved",
     "job_spend",
     "job_total_cost",
+    "jobs_reserved",
     "reserved_sum",
 ]
 
@@ -95,6 +97,20 @@ def reserved_sum(*, now: datetime | None = None) -> Subquery:
         .annotate(total=money_sum("amount"))
         .values("total")
     )
+
+
+@boundary
+def jobs_reserved(*, now: datetime | None = None) -> dict[UUID, Decimal]:
+    """What each job with open holds has reserved at ``now``: one grouped query, jobs holding nothing left out.
+
+    Holds exist only for calls in flight, so this stays small whatever the number of jobs; a report
+    over every job reads it once instead of a subquery per job (``budget_report``).
+    """
+    grouped = holds_open(now=now).order_by().values("job_id").annotate(total=money_sum("amount"))
+    return {job_id: money_from_sum(total) for job_id, total in grouped.values_list("job_id", "total")}
+
+
+ajobs_reserved = async_twin(jobs_reserved)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from common.selectors import (
     job_reserved,
     job_spend,
     job_total_cost,
+    jobs_reserved,
     reserved_sum,
 )
 from common.services.charges import charge_record
@@ -107,8 +108,10 @@ def test_every_reader_agrees_on_what_is_reserved():
     call_command("budget_report", "--format", "json", "--section", "jobs", stdout=report)
     in_report = {row["job_id"]: Decimal(row["reserved"]) for row in json.loads(report.getvalue())["jobs"]}
     annotated = dict(Job.objects.filter(id__in=[j.id for j in jobs]).annotate(r=reserved_sum()).values_list("id", "r"))
+    grouped = jobs_reserved()
     for job, expected in zip(jobs, (Decimal("0.30"), Decimal("0.000001"), Decimal(0)), strict=True):
         assert job_reserved(job_id=job.id) == expected
+        assert grouped.get(job.id, Decimal(0)) == expected
         assert money.money_from_sum(annotated[job.id]) == expected
         assert job_cost_summary(job_id=job.id).reserved == expected
         assert in_report[str(job.id)] == expected
