@@ -52,6 +52,16 @@ __all__ = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class JobSpend:
+    """A job's money at one moment: spent (``total_cost``), reserved (its open holds) and budget."""
+
+    job_id: UUID
+    spent: Decimal
+    reserved: Decimal
+    budget: Decimal
+
+
 def hold_cutoff(now: datetime | None = None) -> datetime:
     """The moment before which a hold has expired: ``now - RESERVATION_TTL_SECONDS`` (read at call time).
 
@@ -111,16 +121,6 @@ def jobs_reserved(*, now: datetime | None = None) -> dict[UUID, Decimal]:
 
 
 ajobs_reserved = async_twin(jobs_reserved)
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpend:
-    """A job's money at one moment: spent (``total_cost``), reserved (its open holds) and budget."""
-
-    job_id: UUID
-    spent: Decimal
-    reserved: Decimal
-    budget: Decimal
 
 
 def _spend(job_uuid: UUID) -> JobSpend:
