@@ -67,17 +67,17 @@ def add_history(rows_per_stage: int) -> None:
 
 def compare(label: str, n: int, rounds: int) -> float:
     """Rounds of the lifecycle with the estimate off (baseline) and on, interleaved so load drift hits both."""
-    from common.services import jobs
+    from common.services import _lifecycle
 
-    real_estimate = jobs._estimate
+    real_estimate = _lifecycle.job_estimate_remaining
     baseline: list[float] = []
     estimate: list[float] = []
     for _ in range(rounds):
-        jobs._estimate = lambda job, stages=None: 0  # type: ignore[assignment]
+        _lifecycle.job_estimate_remaining = lambda **kwargs: 0  # type: ignore[assignment]
         try:
             baseline.append(lifecycle(n))
         finally:
-            jobs._estimate = real_estimate
+            _lifecycle.job_estimate_remaining = real_estimate
         estimate.append(lifecycle(n))
     for name, rates in (("baseline: estimate switched off", baseline), (f"estimate, {label}", estimate)):
         print(f"{name:<44} median {statistics.median(rates):8.1f} transitions/s   best {max(rates):8.1f}")

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
-from common.services.costs import format_money, validate_money
+from common.money import format_money, format_share, validate_money
 from common.services.jobs import job_cancel, job_set_budget
 from common.services.recovery import job_fail_worker_lost, job_requeue
 
@@ -250,10 +250,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="Budget used")
     def budget_used(self, obj: Job) -> str:
         """Share of the budget spent, as a percentage ("-" for a zero budget)."""
-        share = obj.budget_used_share
-        if share is None:
-            return "-"
-        return f"{(share * 100).quantize(Decimal('0.1'))}%"
+        return format_share(obj.budget_used_share)
 
     @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

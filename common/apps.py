@@ -19,10 +19,10 @@ class CommonConfig(AppConfig):
         from common import checks  # noqa: F401  (importing registers the checks)
         from common.db import releasing_connections
         from common.log import register_thread_call_wrapper
-        from common.services import costs, jobs
+        from common.services import holds, jobs
 
         register_thread_call_wrapper(releasing_connections)
 
         # A completed, failed or cancelled job keeps no budget on hold. A signal (not a direct
-        # call) keeps the lifecycle service independent of the cost tracker.
-        jobs.job_finished.connect(costs.release_holds_on_finish, dispatch_uid="common.costs.release_holds")
+        # call) keeps the lifecycle service independent of the cost tracker: jobs imports no cost module.
+        jobs.job_finished.connect(holds.release_holds_on_finish, dispatch_uid="common.costs.release_holds")

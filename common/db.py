@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar, cast, overload
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from asgiref.sync import sync_to_async
 from django.db import (
@@ -41,20 +42,26 @@ from django.db import (
 from common.conf import app_settings
 from common.db_errors import DB_ERRORS, find_pool_timeout, is_connection_error, is_pool_exhausted, translate_error
 from common.errors import ServiceUnavailableError, ValidationError
+from common.ids import canonical_uuid
 from common.log import get_logger
 from common.retry import retry_with_backoff
 
 __all__ = [
     "ahealth_check",
     "aping",
+    "async_twin",
     "atomic",
     "boundary",
     "health_check",
     "is_connection_error",
+    "is_locked",
+    "is_wrapped",
+    "operation_name",
     "ping",
     "pool_status",
     "release_thread_connections",
     "releasing_connections",
+    "retry_locked",
     "retry_on_connection_error",
     "translate_error",
     "wait_limit",
@@ -62,6 +69,11 @@ __all__ = [
 
 logger = get_logger("common.db")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# How long a SQLite writer keeps retrying "database is locked" (see retry_locked).
+LOCKED_RETRY_SECONDS = 30.0
 
 # The probe of ping()/health_check() (a module constant, so a test can make it slow).
 _PROBE_SQL = "SELECT 1"
@@ -70,9 +82,10 @@ _PROBE_SQL = "SELECT 1"
 class _Boundary:
     """:func:`boundary`'s object: a decorator for sync and async functions, and a context manager."""
 
-    def __init__(self, operation: str | None, using: str) -> None:
+    def __init__(self, operation: str | None, using: str, name_job: bool = True) -> None:
         self.operation = operation
         self.using = using
+        self.name_job = name_job
 
     def _raise(self, exc: BaseException, operation: str, job_id: uuid.UUID | str | None) -> NoReturn:
         error = translate_error(exc, operation=operation, using=self.using, job_id=job_id)
@@ -90,18 +103,16 @@ class _Boundary:
             self._raise(exc, self.operation or "database operation", None)
 
     def __call__(self, func: F) -> F:
-        operation = self.operation or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+        operation = self.operation or operation_name(func)
         names = list(inspect.signature(func).parameters)
         position = names.index("job_id") if "job_id" in names else None
+        name_job = self.name_job
 
         def job_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> uuid.UUID | str | None:
-            value = kwargs.get("job_id", args[position] if position is not None and position < len(args) else None)
-            if isinstance(value, uuid.UUID):
-                return value
-            try:
-                return uuid.UUID(str(value)) if isinstance(value, str) else None
-            except ValueError:
+            if not name_job:
                 return None
+            value = kwargs.get("job_id", args[position] if position is not None and position < len(args) else None)
+            return canonical_uuid(value)
 
         if inspect.iscoroutinefunction(func):
 
@@ -112,6 +123,7 @@ class _Boundary:
                 except DB_ERRORS as exc:
                     self._raise(exc, operation, job_of(args, kwargs))
 
+            awrapper.__db_boundary__ = operation  # type: ignore[attr-defined]  # see is_wrapped()
             return cast(F, awrapper)
 
         @functools.wraps(func)
@@ -121,25 +133,60 @@ class _Boundary:
             except DB_ERRORS as exc:
                 self._raise(exc, operation, job_of(args, kwargs))
 
+        wrapper.__db_boundary__ = operation  # type: ignore[attr-defined]
         return cast(F, wrapper)
 
 
+def operation_name(func: Callable[..., Any]) -> str:
+    """The operation a boundary names by default: ``<module>.<function>`` (``jobs.job_create``).
+
+    Everything under ``common.selectors`` is named after the package, its public home
+    (``selectors.job_get``).
+    """
+    module = func.__module__
+    home = "selectors" if module == "common.selectors" or module.startswith("common.selectors.") else None
+    return f"{home or module.rsplit('.', 1)[-1]}.{func.__name__}"
+
+
+def is_wrapped(func: object) -> bool:
+    """True when ``func`` runs inside :func:`boundary` (its database errors leave it as ``PipelineError``)."""
+    return isinstance(getattr(func, "__db_boundary__", None), str)
+
+
 @overload
-def boundary(target: F, /, *, using: str = ...) -> F: ...
+def boundary(target: F, /, *, using: str = ..., name_job: bool = ...) -> F: ...
 @overload
-def boundary(target: str | None = None, /, *, using: str = ...) -> _Boundary: ...
-def boundary(target: Any = None, /, *, using: str = DEFAULT_DB_ALIAS) -> Any:
+def boundary(target: str | None = None, /, *, using: str = ..., name_job: bool = ...) -> _Boundary: ...
+def boundary(target: Any = None, /, *, using: str = DEFAULT_DB_ALIAS, name_job: bool = True) -> Any:
     """Translate database errors at the edge of ``common`` (a decorator, with or without a name, or a ``with`` block).
 
     ``@boundary``, ``@boundary("charge")`` or ``with boundary("reconcile"):``.
     Every database error raised inside becomes a :class:`~common.errors.PipelineError` (see
     :func:`translate_error`), naming the operation (by default ``<module>.<function>``, e.g.
-    ``jobs.stage_start``) and the job when the function takes ``job_id``. Pipeline errors pass through.
+    ``jobs.stage_start``) and the job when the function takes ``job_id`` (``name_job=False``: never,
+    for a read whose caller must not learn whether the job exists). Pipeline errors pass through.
     A lost connection is discarded (outside a transaction) so the next call opens a new one.
     """
     if callable(target):
-        return _Boundary(None, using)(target)
-    return _Boundary(target, using)
+        return _Boundary(None, using, name_job)(target)
+    return _Boundary(target, using, name_job)
+
+
+def async_twin(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The async twin of a sync service or selector (``ajob_create`` of ``job_create``), inside the boundary.
+
+    The twin takes the same arguments and runs ``func`` in a worker thread (``sync_to_async``), so it never
+    blocks the event loop. ``atrack = async_twin(track)`` instead of writing the signature out twice.
+    """
+
+    @functools.wraps(func)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await sync_to_async(func)(*args, **kwargs)
+
+    twin.__name__ = f"a{func.__name__}"
+    twin.__qualname__ = f"a{func.__qualname__}"
+    twin.__doc__ = f"Async twin of :func:`{func.__name__}`."
+    return boundary(twin)
 
 
 class _ConnectionLost(ServiceUnavailableError):
@@ -214,6 +261,37 @@ def retry_on_connection_error(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def is_locked(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database table is locked" (a writer or a shared cache is busy)."""
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and (
+        "database is locked" in text or "database table is locked" in text or "busy" in text
+    )
+
+
+def retry_locked(func: Callable[[], T], *, atomic: bool = True, using: str = DEFAULT_DB_ALIAS) -> T:
+    """Run ``func`` in a transaction of its own (``atomic=False``: as it is), retrying SQLite's locks.
+
+    SQLite serialises writers; a writer (or, with a shared cache, a reader) that finds the
+    database locked is retried with jittered backoff for up to ``LOCKED_RETRY_SECONDS``, so
+    callers see a lock only as latency. Inside a caller's transaction nothing is retried (it
+    cannot start over); other errors propagate unchanged, for :func:`boundary` to translate.
+    """
+    deadline = time.monotonic() + LOCKED_RETRY_SECONDS
+    attempt = 0
+    while True:
+        try:
+            if not atomic:
+                return func()
+            with transaction.atomic(using=using):
+                return func()
+        except OperationalError as exc:
+            if connections[using].in_atomic_block or not is_locked(exc) or time.monotonic() >= deadline:
+                raise
+            attempt += 1
+            time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + random.random()))  # noqa: S311 - jitter
 
 
 @contextmanager

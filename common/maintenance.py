@@ -24,9 +24,10 @@ from typing import Any
 
 from common.errors import PipelineError, ValidationError
 from common.fs import CacheEvictionStats, CleanupStats, SkipReason, evict_lru, prune_tree
+from common.ids import canonical_uuid
 from common.log import get_logger
 from common.resources import ResourceMonitor, non_negative_int, positive_number
-from common.tempfiles import JOBS_DIRNAME, TempFileManager, is_path_in_use, parse_job_id, temp_file_manager
+from common.tempfiles import JOBS_DIRNAME, TempFileManager, is_path_in_use, temp_file_manager
 
 __all__ = ["CacheEvictionStats", "CleanupStats", "ResourceManager", "resource_manager"]
 
@@ -106,8 +107,8 @@ class ResourceManager(ResourceMonitor):
                     live, db_error = self._read_live_jobs()
                 if db_error is not None:
                     return "live_job"  # cannot tell: keep it
-                job_id = parse_job_id(name)
-                if job_id is not None and live is not None and job_id in live:
+                job_id = canonical_uuid(name)  # a job's workspace is named by its id, canonical text
+                if job_id is not None and live is not None and str(job_id) in live:
                     return "live_job"
             return None
 

@@ -3,8 +3,8 @@
 Invariants live in the database (check and unique constraints) so they hold
 for every writer, not only this app. Money is ``Decimal`` with six places, so
 real unit prices (0.0055 per image, fractions of a cent per 1k tokens) are
-exact. ``JobCost`` is an append-only ledger: its manager and ``save``/``delete``
-refuse updates and deletes.
+exact (the digits and every money rule live in :mod:`common.money`). ``JobCost``
+is an append-only ledger: its manager and ``save``/``delete`` refuse updates and deletes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from common.errors import ValidationError
+from common.money import MAX_MONEY, MONEY_DIGITS, MONEY_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES, ZERO
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -35,10 +36,6 @@ __all__ = [
     "default_budget_limit",
 ]
 
-MONEY_DIGITS = 14
-MONEY_PLACES = 6
-ZERO = Decimal("0")
-MAX_MONEY = Decimal("99999999.999999")  # the largest numeric(14, 6)
 MAX_ATTEMPTS = 32767  # PositiveSmallIntegerField: smallint on PostgreSQL
 JSON_MAX_DEPTH = 32
 JSON_MAX_INT = 2**63 - 1  # what PostgreSQL's bigint and SQLite's integer hold; JSON readers beyond it differ
@@ -300,7 +297,7 @@ class JobCost(models.Model):
     cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     timestamp = models.DateTimeField(auto_now_add=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
-    quantity = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, null=True, blank=True)
     unit = models.CharField(max_length=32, null=True, blank=True)
     unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True)
 

@@ -487,12 +487,4 @@ def _log_cleanup(kind: str, ident: object, stats: CleanupStats) -> None:
     )
 
 
-def parse_job_id(name: str) -> str | None:
-    """Return the canonical UUID string of a job directory name, or ``None`` if it is not a UUID."""
-    try:
-        return str(UUID(name))
-    except ValueError:
-        return None
-
-
 temp_file_manager = TempFileManager()

@@ -569,3 +569,224 @@ def test_a_message_never_carries_a_nul() -> None:
     error = db.translate_error(DataError("bad value 'a\x00b'"), operation="write")
     assert "\x00" not in error.message
     assert "a\\x00b" in error.message
+
+
+# --------------------------------------------------------------------------- SQLite's locks are retried
+
+
+def test_retry_locked_retries_a_locked_database_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
+    calls: list[bool] = []
+
+    def flaky() -> str:
+        calls.append(connection.in_atomic_block)
+        if len(calls) < 3:
+            raise OperationalError("database is locked")
+        return "done"
+
+    assert db.retry_locked(flaky) == "done"
+    assert calls == [True, True, True]  # each attempt in a transaction of its own
+    calls.clear()
+    assert db.retry_locked(flaky, atomic=False) == "done"
+    assert calls == [False, False, False]
+
+
+@pytest.mark.parametrize("error", [OperationalError("disk I/O error"), IntegrityError("UNIQUE constraint failed")])
+def test_retry_locked_lets_other_errors_through_at_once(error: Exception) -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise error
+
+    with pytest.raises(type(error)):
+        db.retry_locked(broken)
+    assert calls == [1]
+
+
+def test_retry_locked_never_retries_inside_a_callers_transaction() -> None:
+    calls: list[int] = []
+
+    def locked() -> None:
+        calls.append(1)
+        raise OperationalError("database table is locked")
+
+    with pytest.raises(OperationalError), transaction.atomic():
+        db.retry_locked(locked)
+    assert calls == [1]
+
+
+def test_a_service_retries_a_locked_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold services run their writes through retry_locked: a lock is latency, not an error."""
+    from decimal import Decimal
+
+    from common.models import Job
+    from common.services.holds import hold_reserve
+
+    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
+    job = Job.objects.create(user_id=uuid.uuid4(), audio_url="a", user_prompt="p")
+    refused: list[str] = []
+
+    def locked_twice(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if sql.lstrip().upper().startswith("INSERT") and len(refused) < 2:
+            refused.append(sql)
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(locked_twice):
+        hold = hold_reserve(job_id=job.id, stage="video_generation", api_name="svd", estimate=Decimal("0.30"))
+    assert len(refused) == 2
+    job.refresh_from_db()
+    assert job.reserved_cost == Decimal("0.30")
+    assert hold.amount == Decimal("0.30")
+
+
+# --------------------------------------------------------------------------- every public service and selector
+
+
+def _public_functions() -> list[tuple[str, str, object]]:
+    """Every public function (sync and async) of common.services.* and common.selectors, by module and name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import common.selectors
+    import common.services
+
+    modules = ["common.selectors"]
+    for package in (common.services, common.selectors):
+        modules += [
+            f"{package.__name__}.{info.name}"
+            for info in pkgutil.iter_modules(package.__path__)
+            if not info.name.startswith("_")
+        ]
+    found = []
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            if inspect.isfunction(value) or inspect.iscoroutinefunction(value):
+                found.append((module_name, name, value))
+    return found
+
+
+# Public functions that are not wrapped, and why none of them can let a django.db exception out: they
+# never touch the database (proven below by running them while every query fails), or they only
+# compose wrapped services (the context managers: proven below by running them with the database refusing).
+NO_DATABASE = {
+    "default_lease_owner",  # host and pid
+    "check_lease_owner",  # a string check
+    "job_lease_duration",  # a setting
+    "job_queued_stale_after",  # a setting
+    "hold_cutoff",  # a setting and the clock
+    "holds_open",  # builds a lazy queryset; whoever iterates it runs the query inside their own boundary
+    "reserved_sum",  # builds an SQL expression, no query
+    "price_table",  # the app settings
+    "price_get",
+    "price_of",
+    "price_estimate",
+    "estimate_cost",  # costs: the seeds' name of price_estimate
+    "get_price",
+    "get_price_table",
+    "validate_money",  # costs re-exports common.money's helpers
+    "format_money",
+    "money_sum",  # an SQL expression, no query
+    "money_from_sum",
+    "parse_job_id",  # common.ids, re-exported by common.selectors
+    "parse_user_id",
+    "release_holds_on_finish",  # the job_finished receiver: calls the wrapped job_holds_release
+}
+COMPOSED = {"stage_lease", "astage_lease", "hold_reservation", "ahold_reservation", "reservation", "areservation"}
+
+
+def test_every_public_service_and_selector_runs_inside_the_boundary() -> None:
+    functions = _public_functions()
+    assert len({name for _, name, _ in functions}) > 80  # the scan found the modules
+    unwrapped = sorted(
+        f"{module}.{name}"
+        for module, name, value in functions
+        if not db.is_wrapped(value) and name not in NO_DATABASE | COMPOSED
+    )
+    assert unwrapped == []
+    listed_but_wrapped = sorted(name for _, name, value in functions if name in NO_DATABASE and db.is_wrapped(value))
+    assert listed_but_wrapped == []
+
+
+def test_the_unwrapped_functions_never_touch_the_database() -> None:
+    from decimal import Decimal
+
+    from common.services import prices
+
+    def refuse(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        raise OperationalError("no query expected here")
+
+    calls = {
+        "default_lease_owner": lambda f: f(),
+        "check_lease_owner": lambda f: f("worker-1"),
+        "job_lease_duration": lambda f: f(),
+        "job_queued_stale_after": lambda f: f(),
+        "hold_cutoff": lambda f: f(),
+        "holds_open": lambda f: f(),
+        "reserved_sum": lambda f: f(),
+        "price_table": lambda f: f(),
+        "price_get": lambda f: f(api_name="svd"),
+        "price_of": lambda f: f(prices.price_get(api_name="svd"), Decimal(2)),
+        "price_estimate": lambda f: f(api_name="svd", quantity=2),
+        "estimate_cost": lambda f: f("svd", 2),
+        "get_price": lambda f: f("svd"),
+        "get_price_table": lambda f: f(),
+        "validate_money": lambda f: f(Decimal("0.5")),
+        "format_money": lambda f: f(Decimal("0.5")),
+        "money_sum": lambda f: f(),
+        "money_from_sum": lambda f: f(None),
+        "parse_job_id": lambda f: f(str(uuid.uuid4())),
+        "parse_user_id": lambda f: f(str(uuid.uuid4())),
+    }
+    assert set(calls) == NO_DATABASE - {"release_holds_on_finish"}
+    seen = set()
+    with connection.execute_wrapper(refuse):
+        for _module, name, function in _public_functions():
+            if name in calls:
+                calls[name](function)
+                seen.add(name)
+    assert seen == set(calls)
+
+
+def test_the_composed_ones_let_only_pipeline_errors_out() -> None:
+    """The context managers call wrapped services only: with every query failing, a PipelineError comes out."""
+    from decimal import Decimal
+
+    from asgiref.sync import async_to_sync
+
+    from common.services import costs, holds, leases
+
+    def refuse(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        raise OperationalError("connection refused")
+
+    job_id = uuid.uuid4()
+    blocks = [
+        lambda: holds.hold_reservation(job_id=job_id, stage="s", api_name="svd", estimate=Decimal(1)),
+        lambda: costs.reservation(job_id, "s", "svd", Decimal(1)),
+        lambda: leases.stage_lease(job_id=job_id, stage_name="audio_analysis", owner="w"),
+    ]
+    async_blocks = [
+        lambda: holds.ahold_reservation(job_id=job_id, stage="s", api_name="svd", estimate=Decimal(1)),
+        lambda: costs.areservation(job_id, "s", "svd", Decimal(1)),
+        lambda: leases.astage_lease(job_id=job_id, stage_name="audio_analysis", owner="w"),
+    ]
+
+    async def enter_async() -> int:
+        refused = 0
+        for block in async_blocks:
+            with pytest.raises(ServiceUnavailableError):
+                async with block():
+                    pass
+            refused += 1
+        return refused
+
+    # Under async_to_sync, sync_to_async runs the services on this thread: the wrapper sees their queries.
+    with connection.execute_wrapper(refuse):
+        for block in blocks:
+            with pytest.raises(ServiceUnavailableError), block():
+                pass
+        assert async_to_sync(enter_async)() == 3

@@ -116,7 +116,7 @@ class TestThreadsGiveConnectionsBack:
 @pytest.mark.parametrize(
     ("operation", "call"),
     [
-        ("jobs.stage_start", lambda job: jobs.stage_start(job_id=job.id, stage_name="audio_analysis")),
+        ("stages.stage_start", lambda job: jobs.stage_start(job_id=job.id, stage_name="audio_analysis")),
         ("jobs.job_fail", lambda job: jobs.job_fail(job_id=job.id, error=GenerationError("clip failed"))),
         ("selectors.job_get", lambda job: selectors.job_get(job_id=job.id)),
     ],

@@ -32,8 +32,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-from uuid import UUID
+from typing import Any
 
 import jwt
 from jwt.exceptions import InvalidSubjectError
@@ -48,9 +47,11 @@ from common.api.jwks import (
     UnknownSigningKey,
     get_jwks_cache,
 )
+from common.callers import SUPABASE_ROLE, SupabaseUser
 from common.conf import app_settings
 from common.env import Secret, get_settings, mask_url
 from common.errors import ConfigError
+from common.ids import canonical_uuid  # the one id rule (canonical text only): re-exported for the API
 from common.log import get_logger
 
 __all__ = [
@@ -72,12 +73,10 @@ logger = get_logger(__name__)
 # asymmetric key from the JWKS. Nothing else is ever accepted ("alg": "none", HS512, PS256...).
 LEGACY_ALGORITHM = "HS256"
 JWT_ALGORITHMS = (LEGACY_ALGORITHM, *sorted(ASYMMETRIC_ALGORITHMS))
-JWT_AUDIENCE = "authenticated"
+JWT_AUDIENCE = SUPABASE_ROLE
 JWT_REQUIRED_CLAIMS = ("exp", "sub", "aud")
 # A real Supabase access token is well under 2 KB; anything far larger is refused before decoding.
 MAX_TOKEN_LENGTH = 8192
-# The canonical hyphenated form only: UUID() would also accept braces, "urn:uuid:" and no hyphens.
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*")
 
 
@@ -99,39 +98,6 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise TokenRefused("The access token is malformed.", code="token_malformed")
     return header
-
-
-def canonical_uuid(text: object) -> UUID | None:
-    """``text`` as a UUID if it is one in the canonical hyphenated form (any case), else ``None``."""
-    return UUID(text) if isinstance(text, str) and _UUID_RE.fullmatch(text) else None
-
-
-@dataclass(frozen=True)
-class SupabaseUser:
-    """A caller authenticated by a Supabase access token; ``id`` is the token's ``sub``."""
-
-    id: UUID
-    email: str | None = None
-    role: str = JWT_AUDIENCE
-    claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    is_authenticated: ClassVar[bool] = True
-    is_anonymous: ClassVar[bool] = False
-    is_active: ClassVar[bool] = True
-    is_staff: ClassVar[bool] = False
-    is_superuser: ClassVar[bool] = False
-
-    @property
-    def pk(self) -> UUID:
-        """The user id (DRF's throttles and Django's idioms use ``pk``)."""
-        return self.id
-
-    def get_username(self) -> str:
-        """The user id as text (Django's user protocol)."""
-        return str(self.id)
-
-    def __str__(self) -> str:
-        return f"supabase:{self.id}"
 
 
 class TokenRefused(exceptions.AuthenticationFailed):

@@ -7,20 +7,9 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from common.api.authentication import SupabaseUser
+from common.callers import SupabaseUser, is_staff_caller  # is_staff_caller: re-exported
 
 __all__ = ["IsJobReader", "is_staff_caller"]
-
-
-def is_staff_caller(user: Any) -> bool:
-    """True for an authenticated, active Django staff user (admin session); they see every job."""
-    return bool(
-        user is not None
-        and not isinstance(user, SupabaseUser)
-        and getattr(user, "is_authenticated", False)
-        and getattr(user, "is_active", False)
-        and getattr(user, "is_staff", False)
-    )
 
 
 class IsJobReader(BasePermission):

@@ -1,9 +1,10 @@
 """Read-only API views: the caller's jobs, one job with its stages, and a job's costs.
 
-Owner scoping happens in the queryset (:func:`visible_jobs`), not in an object
-permission: a job the caller may not see is never loaded, so another user's
-job, a job that does not exist and a malformed id all answer the same 404.
-Bodies are the Pydantic contract payloads dumped to JSON.
+Owner scoping happens in the selectors (:func:`~common.selectors.job_list_visible`,
+:func:`~common.selectors.job_get_visible`), not in an object permission: a job the
+caller may not see is never loaded, so another user's job, a job that does not exist
+and a malformed id all answer the same 404. Bodies are the Pydantic contract payloads
+dumped to JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import resolve
 from django.utils.cache import patch_cache_control, patch_vary_headers
@@ -23,16 +23,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api.authentication import SupabaseUser, canonical_uuid
 from common.api.exceptions import json_not_found
 from common.api.pagination import MAX_CURSOR_LENGTH, PAGE_SIZE_SCHEMA, JobCursorPagination
-from common.api.permissions import IsJobReader, is_staff_caller
+from common.api.permissions import IsJobReader
 from common.api.schemas import ErrorResponse, JobCostsResponse, JobDetailResponse, JobPageResponse, dump
 from common.models import Job, JobStatus
 from common.schemas import Job as JobSchema
 from common.schemas import JobStage as JobStageSchema
-from common.selectors import job_stages
-from common.services.costs import job_cost_summary
+from common.selectors import job_cost_summary, job_get_visible, job_list_visible, job_stages
 
 __all__ = [
     "JobCostsView",
@@ -41,17 +39,7 @@ __all__ = [
     "SupabaseJWTScheme",
     "api_not_found",
     "parse_status_filter",
-    "visible_jobs",
 ]
-
-
-def visible_jobs(user: Any) -> QuerySet[Job]:
-    """The jobs ``user`` may read: all for active staff, their own for a Supabase user, else none."""
-    if is_staff_caller(user):
-        return Job.objects.all()
-    if isinstance(user, SupabaseUser):
-        return Job.objects.filter(user_id=user.id)
-    return Job.objects.none()
 
 
 def parse_status_filter(raw: list[str]) -> list[str]:
@@ -72,8 +60,7 @@ def parse_status_filter(raw: list[str]) -> list[str]:
 
 def _job_or_404(request: Request, job_id: str) -> Job:
     """The job ``job_id`` if the caller may read it; otherwise the same 404 whatever the reason."""
-    pk = canonical_uuid(job_id)
-    job = visible_jobs(request.user).filter(pk=pk).first() if pk is not None else None
+    job = job_get_visible(user=request.user, job_id=job_id)
     if job is None:
         raise exceptions.NotFound()
     return job
@@ -134,10 +121,8 @@ class JobListView(_ReadOnlyJobView):
     )
     def get(self, request: Request) -> Response:
         """List the jobs visible to the caller."""
-        queryset = visible_jobs(request.user)
         statuses = parse_status_filter(request.query_params.getlist("status"))
-        if statuses:
-            queryset = queryset.filter(status__in=statuses)
+        queryset = job_list_visible(user=request.user, statuses=statuses)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self) or []
         body = JobPageResponse(
@@ -178,7 +163,7 @@ class JobCostsView(_ReadOnlyJobView):
     def get(self, request: Request, job_id: str) -> Response:
         """Return the job's cost summary."""
         job = _job_or_404(request, job_id)
-        body = JobCostsResponse.model_validate(job_cost_summary(job.pk))
+        body = JobCostsResponse.model_validate(job_cost_summary(job_id=job.pk))
         return Response(dump(body))
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from common.money import MONEY_DIGITS, MONEY_PLACES, QUANTITY_DIGITS, QUANTITY_PLACES
+
 __all__ = [
     "DURATION_TOLERANCE",
     "HexColor",
@@ -29,9 +31,6 @@ __all__ = [
 
 # Seconds of slack allowed when a duration is compared with end - start (float rounding, frame edges).
 DURATION_TOLERANCE = 0.05
-
-MONEY_MAX_DIGITS = 14
-MONEY_DECIMAL_PLACES = 6
 
 
 class Payload(BaseModel):
@@ -85,20 +84,20 @@ def _decimal_json_schema(places: int) -> WithJsonSchema:
 Money = Annotated[
     Decimal,
     BeforeValidator(_money_before),
-    Field(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES),
+    Field(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES),
     AfterValidator(_money_after),
     PlainSerializer(_exact_str, return_type=str, when_used="json"),
-    _decimal_json_schema(MONEY_DECIMAL_PLACES),
+    _decimal_json_schema(MONEY_PLACES),
 ]
 """A non-negative, finite ``Decimal`` with at most 6 places, serialised to JSON as a string."""
 
 Quantity = Annotated[
     Decimal,
     BeforeValidator(_money_before),
-    Field(max_digits=14, decimal_places=4),
+    Field(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES),
     AfterValidator(_money_after),
     PlainSerializer(_exact_str, return_type=str, when_used="json"),
-    _decimal_json_schema(4),
+    _decimal_json_schema(QUANTITY_PLACES),
 ]
 """How much of a unit was bought (tokens, images, seconds): like ``Money`` with 4 places."""
 

@@ -39,10 +39,11 @@ from django.utils import timezone
 
 from common.db import boundary, release_thread_connections
 from common.errors import LeaseLostError, PipelineError, ValidationError
+from common.ids import parse_job_id
 from common.log import get_logger
-from common.models import Job, JobStage, StageStatus
-from common.selectors import job_get, job_lease_duration, parse_job_id
-from common.services.jobs import (
+from common.models import Job, JobStage, StageStatus, clean_text
+from common.selectors.jobs import job_get, job_lease_duration
+from common.services.stages import (
     astage_start,
     check_lease_owner,
     default_lease_owner,
@@ -108,6 +109,7 @@ def stage_heartbeat(*, job_id: UUID | str, stage_name: str, owner: str) -> datet
         ValidationError: a malformed job id or owner.
     """
     job_uuid = parse_job_id(job_id)
+    clean_text(stage_name, field="stage_name", max_length=64)
     owner = _owner(owner)
     lease = job_lease_duration()
     with transaction.atomic():
@@ -143,6 +145,7 @@ def stage_complete_leased(
         ValidationError: as ``stage_complete``.
     """
     owner = _owner(owner)
+    clean_text(stage_name, field="stage_name", max_length=64)
     with transaction.atomic():
         _hold(job_id, stage_name, owner)
         return stage_complete(job_id=job_id, stage_name=stage_name, metadata=metadata)
@@ -164,6 +167,7 @@ def stage_fail_leased(
         ValidationError: as ``stage_fail``.
     """
     owner = _owner(owner)
+    clean_text(stage_name, field="stage_name", max_length=64)
     with transaction.atomic():
         _hold(job_id, stage_name, owner)
         return stage_fail(job_id=job_id, stage_name=stage_name, error=error, metadata=metadata)
@@ -433,11 +437,13 @@ async def astage_lease(
         await lease.acomplete()
 
 
+@boundary
 async def astage_heartbeat(*, job_id: UUID | str, stage_name: str, owner: str) -> datetime:
     """Async twin of :func:`stage_heartbeat`."""
     return await sync_to_async(stage_heartbeat)(job_id=job_id, stage_name=stage_name, owner=owner)
 
 
+@boundary
 async def astage_complete_leased(
     *, job_id: UUID | str, stage_name: str, owner: str, metadata: dict[str, Any] | None = None
 ) -> JobStage:
@@ -447,6 +453,7 @@ async def astage_complete_leased(
     )
 
 
+@boundary
 async def astage_fail_leased(
     *,
     job_id: UUID | str,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -25,13 +24,13 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from common.conf import app_settings
 from common.db import boundary
 from common.errors import ValidationError, WorkerLostError
 from common.log import get_logger
 from common.models import HoldStatus, Job, JobCostHold, JobStage, JobStatus, StageStatus
 from common.selectors import StaleJob, job_estimate_remaining, job_get, jobs_stale, jobs_stale_report
-from common.services.costs import expire_holds, release_job_holds
+from common.selectors.costs import hold_cutoff
+from common.services.holds import holds_expire, job_holds_release
 from common.services.jobs import job_fail
 
 __all__ = [
@@ -75,8 +74,8 @@ def _lock_stale(job_id: UUID | str) -> tuple[Job, list[JobStage]]:
 
 def _give_back_holds(job_id: UUID) -> int:
     """Expire the job's holds past their TTL, then release the rest (inside the caller's transaction)."""
-    expire_holds(job_id=job_id)
-    return release_job_holds(job_id)
+    holds_expire(job_id=job_id)
+    return job_holds_release(job_id=job_id)
 
 
 @boundary
@@ -169,8 +168,8 @@ class RecoveryReport:
 
 
 def _expirable_holds() -> int:
-    cutoff = timezone.now() - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
-    return JobCostHold.objects.filter(status=HoldStatus.ACTIVE, created_at__lte=cutoff).count()
+    """How many holds a sweep would close now (active, past their term)."""
+    return JobCostHold.objects.filter(status=HoldStatus.ACTIVE, created_at__lte=hold_cutoff()).count()
 
 
 @boundary
@@ -191,7 +190,7 @@ def recover_jobs(
     """
     if action not in (None, REQUEUE, FAIL):
         raise ValidationError(f"action must be {REQUEUE!r}, {FAIL!r} or None, got {action!r}")
-    holds = _expirable_holds() if dry_run else expire_holds()
+    holds = _expirable_holds() if dry_run else holds_expire()
     report = RecoveryReport(
         action=action, dry_run=dry_run, holds_expired=holds, stale=jobs_stale_report(job_ids=job_ids)
     )
@@ -208,16 +207,19 @@ def recover_jobs(
     return report
 
 
+@boundary
 async def ajob_requeue(*, job_id: UUID | str) -> Job:
     """Async twin of :func:`job_requeue`."""
     return await sync_to_async(job_requeue)(job_id=job_id)
 
 
+@boundary
 async def ajob_fail_worker_lost(*, job_id: UUID | str) -> Job:
     """Async twin of :func:`job_fail_worker_lost`."""
     return await sync_to_async(job_fail_worker_lost)(job_id=job_id)
 
 
+@boundary
 async def arecover_jobs(
     *,
     action: str | None = None,

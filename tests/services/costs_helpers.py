@@ -25,6 +25,12 @@ def make_job(budget: Decimal | str = "20.00", **fields: Any) -> Job:
     )
 
 
+def reload(job: Job) -> Job:
+    """``job`` refreshed from the database."""
+    job.refresh_from_db()
+    return job
+
+
 def run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
     """Run ``target(i)`` in ``count`` threads started together; return results; re-raise the first error."""
     barrier = threading.Barrier(count)

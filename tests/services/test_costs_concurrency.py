@@ -19,9 +19,10 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from common.db import retry_locked
 from common.errors import BudgetExceededError
 from common.models import HoldStatus, Job, JobCost, JobCostHold
-from common.services import costs
+from common.services import charges, costs
 from tests.services.costs_helpers import make_job, run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -243,10 +244,10 @@ def test_charge_cursors_go_with_their_threads_and_connections():
         connection.connection.close()  # the pool discards it; a cursor must not keep it (and its entry) alive
 
     gc.collect()
-    before = len(costs._CURSORS)
+    before = len(charges._CURSORS)
     run_threads(4, charge_then_drop_connection)
     gc.collect()
-    assert len(costs._CURSORS) <= before
+    assert len(charges._CURSORS) <= before
     assert costs.get_total_cost(job.id) == 4 * CHARGE
 
 
@@ -318,7 +319,7 @@ def test_keep_alive_racing_charges_keeps_the_hold_counted():
             if i == 0:
                 for _ in range(20):
                     # 50 s into its 60 s term (retried like the services retry SQLite's "table is locked").
-                    costs._write(
+                    retry_locked(
                         lambda: JobCostHold.objects.filter(id=hold.id).update(
                             created_at=timezone.now() - timedelta(seconds=50)
                         )

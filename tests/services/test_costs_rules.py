@@ -16,16 +16,11 @@ from django.utils import timezone
 from common.errors import BudgetExceededError, GenerationError, ValidationError
 from common.models import HoldStatus, Job, JobCost, JobCostHold
 from common.services import costs, jobs
-from tests.services.costs_helpers import make_job
+from tests.services.costs_helpers import make_job, reload
 
 pytestmark = pytest.mark.django_db
 
 TTL = 60
-
-
-def reload(job: Job) -> Job:
-    job.refresh_from_db()
-    return job
 
 
 def age(hold: JobCostHold, seconds: float) -> None:

@@ -108,10 +108,10 @@ def test_create_reads_settings_at_call_time():
         ({"user_prompt": ""}, "user_prompt must be a non-empty string"),
         ({"budget_limit": 1.5}, "budget_limit must be a Decimal"),
         ({"budget_limit": True}, "budget_limit must be a Decimal"),
-        ({"budget_limit": "-1"}, "budget_limit must be a finite amount of at least 0"),
+        ({"budget_limit": "-1"}, "budget_limit must not be negative"),
         ({"budget_limit": "NaN"}, "budget_limit must be a finite amount"),
         ({"budget_limit": "lots"}, "is not a decimal amount"),
-        ({"budget_limit": "0.0000001"}, "at most 6 decimal places"),
+        ({"budget_limit": "0.0000001"}, "has more than 6 decimal places"),
         ({"budget_limit": "100000000"}, "8 integer digits"),
     ],
 )
@@ -613,7 +613,7 @@ def test_set_budget_changes_only_the_budget_and_logs_who(job, caplog):
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        (Decimal("-1"), "at least 0"),
+        (Decimal("-1"), "must not be negative"),
         (Decimal("NaN"), "finite"),
         (Decimal("sNaN"), "finite"),
         (Decimal("Infinity"), "finite"),

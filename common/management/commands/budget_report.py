@@ -29,8 +29,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from common.conf import app_settings
-from common.models import HoldStatus, Job, JobCost, JobCostHold, JobStatus
-from common.services.costs import format_money, money_from_sum, money_sum
+from common.models import Job, JobCost, JobStatus
+from common.money import format_money, format_share, money_from_sum, money_sum, share_of
+from common.selectors.costs import jobs_reserved
 
 FORMATS = ("table", "csv", "json")
 SECTIONS = ("jobs", "stage", "api", "day")
@@ -46,7 +47,6 @@ CSV_COLUMNS = (
     "share_used",
     "budget_status",
 )
-SHARE_PLACES = Decimal("0.0001")
 CHUNK = 5000
 
 
@@ -138,26 +138,10 @@ class Totals:
     near: int = 0
 
 
-def open_holds(cutoff: dt.datetime) -> dict[str, Decimal]:
-    """Open (unexpired) holds summed per job, keyed by the job id's text.
-
-    Holds exist only for calls in flight, so this stays small whatever the size of
-    the ledger; one grouped query and a dict beat a subquery per job.
-    """
-    grouped = (
-        JobCostHold.objects.filter(status=HoldStatus.ACTIVE, created_at__gt=cutoff)
-        .order_by()
-        .values("job_id")
-        .annotate(total=money_sum("amount"))
-        .values_list("job_id", "total")
-    )
-    return {str(job_id): money_from_sum(total) for job_id, total in grouped}
-
-
 def job_rows(filters: Filters, near_share: Decimal, totals: Totals) -> Iterator[dict[str, Any]]:
     """Stream one dict per job (spent, reserved, budget, share used, status), updating ``totals``."""
-    cutoff = timezone.now() - dt.timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
-    held_by_job = open_holds(cutoff)
+    # The open holds per job (the selector's one definition of reserved), read once: holds are few.
+    held_by_job = {str(job_id): amount for job_id, amount in jobs_reserved().items()}
     nothing_held = money_from_sum(None)
     jobs: QuerySet[Job] = Job.objects.filter(filters.job_q())
     if filters.since is not None:
@@ -184,7 +168,7 @@ def job_rows(filters: Filters, near_share: Decimal, totals: Totals) -> Iterator[
         for raw_id, raw_user, status, spent, budget in _stream(rows):
             job_id = canonical(raw_id)
             held_amount = held_by_job.get(job_id, nothing_held)
-            share = (spent / budget).quantize(SHARE_PLACES) if budget else None
+            share = share_of(spent, budget)
             near_mark = near_marks.get(budget)
             if near_mark is None:
                 near_mark = near_marks[budget] = near_share * budget
@@ -280,10 +264,6 @@ class _Formatter:
         return text
 
 
-def _share_text(share: Decimal | None) -> str:
-    return "-" if share is None else f"{(share * 100).quantize(Decimal('0.1'))}%"
-
-
 class Command(BaseCommand):
     """Print spend per job and grouped by stage, API and day, in a table, CSV or JSON."""
 
@@ -360,7 +340,7 @@ class Command(BaseCommand):
                 lines.append(
                     f"{row['job_id']:36}  {row['status']:10}  {format_money(row['spent']):>14}  "
                     f"{money(row['reserved']):>12}  {money(row['budget']):>12}  "
-                    f"{_share_text(row['share_used']):>8}  {styled}\n"
+                    f"{format_share(row['share_used']):>8}  {styled}\n"
                 )
                 if len(lines) >= CHUNK:
                     out.write("".join(lines), ending="")
@@ -368,7 +348,7 @@ class Command(BaseCommand):
             out.write("".join(lines), ending="")
             out.write(
                 f"{totals.jobs} job(s): spent {format_money(totals.spent)}, reserved {format_money(totals.reserved)}, "
-                f"{totals.over} over budget, {totals.near} near budget (>= {_share_text(near)})\n"
+                f"{totals.over} over budget, {totals.near} near budget (>= {format_share(near)})\n"
             )
         titles = {"stage": "By stage", "api": "By API", "day": "By day"}
         for by in ("stage", "api", "day"):

@@ -28,6 +28,7 @@ from django.db import connection
 from common.errors import BudgetExceededError, GenerationError, PipelineError
 from common.log import job_context
 from common.models import Job
+from common.money import format_money, round_money
 from common.services import costs, jobs
 
 
@@ -143,7 +144,7 @@ class Command(BaseCommand):
             return
         jobs.job_complete(job_id=job_id, video_url=f"https://example.test/videos/{job_id}.mp4")
         spent = costs.get_total_cost(job_id)
-        plan.outcome = self.style.SUCCESS(f"completed, spent {costs.format_money(spent)} of {plan.budget}")
+        plan.outcome = self.style.SUCCESS(f"completed, spent {format_money(spent)} of {plan.budget}")
 
     def _clips(self, plan: Plan, workers: int) -> None:
         """Generate the clips in parallel threads; the first refused charge stops the others."""
@@ -190,7 +191,7 @@ class Command(BaseCommand):
                 if n in plan.failing_clips:
                     raise GenerationError(f"clip {n}: the model returned no frames", job_id=job_id)
                 # Actual cost a little under the estimate (e.g. a shorter clip).
-                held.settle((estimate * Decimal("0.9")).quantize(Decimal("0.000001")))
+                held.settle(round_money(estimate * Decimal("0.9")))
         except GenerationError:
             # The hold was released; a real worker would retry the clip here.
             costs.track_cost(

@@ -5,7 +5,7 @@ equal the exact sum of its ledger rows, and ``reserved_cost`` the sum of its ope
 unexpired holds (a hold older than ``RESERVATION_TTL_SECONDS`` no longer counts,
 as in every budget check). Mismatches are listed and the exit status is 1; with
 ``--fix`` each one is repaired under the job's row lock: expired holds are closed
-(``costs.expire_holds``) and the totals set from the ledger and the open holds
+(``holds_expire``) and the totals set from the ledger and the open holds
 (exit status 0 once repaired).
 """
 
@@ -15,19 +15,19 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
-from django.utils import timezone
 
-from common.conf import app_settings
+from common.ids import canonical_uuid
 from common.log import get_logger
-from common.models import HoldStatus, Job, JobCost, JobCostHold
-from common.services.costs import expire_holds, format_money, money_from_sum, money_sum
+from common.models import Job, JobCost
+from common.money import format_money, money_from_sum, money_sum
+from common.selectors.costs import job_reserved, reserved_sum
+from common.services.holds import holds_expire
 
 logger = get_logger("common.costs")
 
@@ -59,18 +59,14 @@ class Mismatch:
         }
 
 
-def _sum_subquery(model: type[JobCost] | type[JobCostHold], field: str, **filters: Any) -> Subquery:
+def _ledger_sum() -> Subquery:
     return Subquery(
-        model.objects.filter(job_id=OuterRef("pk"), **filters)
+        JobCost.objects.filter(job_id=OuterRef("pk"))
         .order_by()
         .values("job_id")
-        .annotate(total=money_sum(field))
+        .annotate(total=money_sum())
         .values("total")
     )
-
-
-def _hold_cutoff() -> datetime:
-    return timezone.now() - timedelta(seconds=float(app_settings.RESERVATION_TTL_SECONDS))
 
 
 def find_mismatches(job_ids: list[uuid.UUID] | None = None) -> Iterator[Mismatch]:
@@ -80,8 +76,8 @@ def find_mismatches(job_ids: list[uuid.UUID] | None = None) -> Iterator[Mismatch
         jobs = jobs.filter(id__in=job_ids)
     rows = (
         jobs.annotate(
-            ledger=_sum_subquery(JobCost, "cost"),
-            holds=_sum_subquery(JobCostHold, "amount", status=HoldStatus.ACTIVE, created_at__gt=_hold_cutoff()),
+            ledger=_ledger_sum(),
+            holds=reserved_sum(),  # what the job has reserved: its open, unexpired holds
         )
         .order_by("created_at", "id")
         .values_list("id", "total_cost", "reserved_cost", "ledger", "holds")
@@ -101,11 +97,9 @@ def repair(job_id: uuid.UUID) -> Mismatch | None:
         row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "reserved_cost").first()
         if row is None:
             return None
-        expire_holds(job_id=job_id)  # under the lock we hold: the holds it closes leave the open sum below
+        holds_expire(job_id=job_id)  # under the lock we hold: the holds it closes leave the open sum below
         ledger = money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=money_sum())["s"])
-        holds = money_from_sum(
-            JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE).aggregate(s=money_sum("amount"))["s"]
-        )
+        holds = job_reserved(job_id=job_id)
         if row[0] == ledger and row[1] == holds:
             return None
         Job.objects.filter(id=job_id).update(total_cost=ledger, reserved_cost=holds)
@@ -141,10 +135,10 @@ class Command(BaseCommand):
         """List (and optionally repair) mismatches; set the exit status."""
         job_ids = []
         for value in options["job"]:
-            try:
-                job_ids.append(uuid.UUID(value))
-            except ValueError:
-                raise CommandError(f"--job {value!r} is not a valid UUID") from None
+            job_id = canonical_uuid(value)
+            if job_id is None:
+                raise CommandError(f"--job {value!r} is not a valid UUID")
+            job_ids.append(job_id)
         found = list(find_mismatches(job_ids or None))
         fixed = []
         if options["fix"]:

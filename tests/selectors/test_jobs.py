@@ -1,4 +1,4 @@
-"""Reads of jobs, stages and costs."""
+"""Reads of jobs and stages (common.selectors.jobs): one job, a user's jobs, what a caller may see, timings."""
 
 from __future__ import annotations
 
@@ -160,3 +160,66 @@ def test_hostile_arguments_are_refused_by_name(call, fragment):
     with pytest.raises(ValidationError, match=fragment) as info:
         call()
     assert len(info.value.message) < 300
+
+
+# --------------------------------------------------------------------------- what a caller may see
+
+
+def test_job_list_visible_is_empty_for_anyone_but_users_and_staff():
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    from common.callers import SupabaseUser
+    from common.selectors import job_list_visible
+
+    job = new_job()
+    other = new_job(user=uuid.uuid4())
+    clerk = get_user_model().objects.create_user("clerk2", password="pw-not-used-1234")
+    staff = get_user_model().objects.create_user("boss", password="pw-not-used-1234", is_staff=True)
+    assert not job_list_visible(user=clerk).exists()
+    assert not job_list_visible(user=AnonymousUser()).exists()
+    assert not job_list_visible(user=None).exists()
+    assert list(job_list_visible(user=SupabaseUser(id=USER))) == [job]
+    assert set(job_list_visible(user=staff)) == {job, other}
+    Job.objects.filter(pk=job.pk).update(status="failed")
+    assert list(job_list_visible(user=staff, statuses=["failed"])) == [job]
+    assert list(job_list_visible(user=SupabaseUser(id=USER), statuses=("queued",))) == []
+    for bad in (["nope"], "queued", 3):
+        with pytest.raises(ValidationError):
+            job_list_visible(user=staff, statuses=bad)
+
+
+def test_job_get_visible_answers_none_alike_for_missing_foreign_and_malformed():
+    from common.callers import SupabaseUser
+    from common.selectors import job_get_visible
+
+    job = new_job()
+    alice, bob = SupabaseUser(id=USER), SupabaseUser(id=uuid.uuid4())
+    assert job_get_visible(user=alice, job_id=str(job.id)) == job
+    assert job_get_visible(user=alice, job_id=str(job.id).upper()) == job
+    assert job_get_visible(user=bob, job_id=job.id) is None
+    assert job_get_visible(user=alice, job_id=uuid.uuid4()) is None
+    for malformed in (job.id.hex, "{" + str(job.id) + "}", "nope", None, 42):
+        assert job_get_visible(user=alice, job_id=malformed) is None
+
+
+def test_job_get_visible_names_no_job_when_the_database_fails():
+    """A 503 must not tell the caller that a job it may not see exists: the error carries no job id."""
+    from django.db import OperationalError
+
+    from common.callers import SupabaseUser
+    from common.errors import ServiceUnavailableError
+    from common.selectors import job_get, job_get_visible
+
+    job = new_job()
+
+    def refuse(execute, sql, params, many, context):
+        raise OperationalError("connection refused")
+
+    with connection.execute_wrapper(refuse):
+        with pytest.raises(ServiceUnavailableError) as visible:
+            job_get_visible(user=SupabaseUser(id=uuid.uuid4()), job_id=job.id)
+        with pytest.raises(ServiceUnavailableError) as plain:
+            job_get(job_id=job.id)
+    assert visible.value.job_id is None
+    assert plain.value.job_id == job.id  # the services' own reads do name it

@@ -1,0 +1,66 @@
+"""Job and user ids, parsed one way everywhere.
+
+An id is a :class:`uuid.UUID`, or its canonical text: 32 hex digits in groups of 8-4-4-4-12
+separated by hyphens, in any case. ``uuid.UUID()`` alone would also read braces, a
+``urn:uuid:`` prefix, no hyphens or hyphens anywhere, so two different strings would name
+one job; the API, the token check and the temp-directory names all refuse those, and so
+does every service.
+
+* :func:`parse_job_id` / :func:`parse_user_id` raise ``ValidationError`` (codes
+  ``INVALID_JOB_ID`` / ``INVALID_USER_ID``) for anything else: for services and selectors,
+  where a malformed id is the caller's mistake.
+* :func:`canonical_uuid` applies the same rule and returns ``None`` instead of raising: for
+  text from outside where "not an id" is an ordinary answer (an API path segment answers 404,
+  a token's ``sub`` is refused, a directory that is not a job's is not a live job's).
+"""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID
+
+from common.errors import ValidationError
+
+__all__ = ["INVALID_JOB_ID", "INVALID_USER_ID", "canonical_uuid", "parse_job_id", "parse_user_id"]
+
+INVALID_JOB_ID = "INVALID_JOB_ID"
+INVALID_USER_ID = "INVALID_USER_ID"
+
+_CANONICAL = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def canonical_uuid(value: object) -> UUID | None:
+    """``value`` as a UUID when it is one or its canonical hyphenated text (any case); else ``None``."""
+    if isinstance(value, UUID):
+        return value
+    return UUID(value) if isinstance(value, str) and _CANONICAL.fullmatch(value) else None
+
+
+def _parse(value: object, what: str, code: str) -> UUID:
+    parsed = canonical_uuid(value)
+    if parsed is None:
+        text = repr(value)
+        shown = text if len(text) <= 60 else f"{text[:57]}..."
+        raise ValidationError(
+            f"{shown} is not a valid {what} (expected a UUID: 8-4-4-4-12 hex digits)",
+            code=code,
+        )
+    return parsed
+
+
+def parse_job_id(job_id: object) -> UUID:
+    """Return ``job_id`` as a UUID.
+
+    Raises:
+        ValidationError: (code ``INVALID_JOB_ID``) when it is neither a UUID nor its canonical text.
+    """
+    return _parse(job_id, "job id", INVALID_JOB_ID)
+
+
+def parse_user_id(user_id: object) -> UUID:
+    """Return ``user_id`` as a UUID.
+
+    Raises:
+        ValidationError: (code ``INVALID_USER_ID``) when it is neither a UUID nor its canonical text.
+    """
+    return _parse(user_id, "user id", INVALID_USER_ID)
