@@ -21,17 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = ROOT / "common"
 MAX_LINES = 500
 
-# Modules other helpers of issue 13 split in parallel with this branch (arch-fs): over MAX_LINES here.
-# The lead empties this at merge time; an entry that is no longer needed fails the test, so it cannot linger.
-TOO_LONG_FOR_NOW: dict[str, str] = {
-    "common/services/costs.py": "arch-costs: prices, charges and holds become their own services",
-    "common/services/jobs.py": "arch-costs: money and reads leave the lifecycle service",
-}
-
-# Import edges that close a cycle on this branch and are outside its scope, each as (importer, imported).
-# Same rule: emptied at merge time, and an entry that closes no cycle any more fails the test.
-CYCLE_EDGES_FOR_NOW: dict[tuple[str, str], str] = {}
-
 
 def module_names(package_dir: Path) -> dict[str, Path]:
     """Dotted name -> file of every module under ``package_dir`` (migrations aside)."""
@@ -144,18 +133,14 @@ def test_no_import_cycle_inside_common() -> None:
     graph = import_graph(PACKAGE_DIR)
     assert len(graph) > 40  # really scanned the package
     assert "common.fs" in graph["common.tempfiles"]
-    allowed = set(CYCLE_EDGES_FOR_NOW)
-    left = cycles(without(graph, allowed))
+    left = cycles(graph)
     assert left == [], "import cycles: " + " | ".join(describe(graph, c) for c in left)
-    needed = {edge for edge in allowed if cycles(without(graph, allowed - {edge}))}
-    assert sorted(allowed - needed) == [], "closes no cycle any more, take off CYCLE_EDGES_FOR_NOW"
 
 
 def test_no_module_in_common_over_500_lines() -> None:
     counts = line_counts(PACKAGE_DIR)
     too_long = {path: lines for path, lines in counts.items() if lines > MAX_LINES}
-    assert sorted(set(too_long) - set(TOO_LONG_FOR_NOW)) == [], f"over {MAX_LINES} lines: {too_long}"
-    assert sorted(set(TOO_LONG_FOR_NOW) - set(too_long)) == [], "short enough now, take off TOO_LONG_FOR_NOW"
+    assert too_long == {}, f"over {MAX_LINES} lines"
 
 
 # --------------------------------------------------------------------------- the scanner itself
