@@ -27,6 +27,7 @@ from common.api.exceptions import json_not_found
 from common.api.pagination import MAX_CURSOR_LENGTH, PAGE_SIZE_SCHEMA, JobCursorPagination
 from common.api.permissions import IsJobReader
 from common.api.schemas import ErrorResponse, JobCostsResponse, JobDetailResponse, JobPageResponse, dump
+from common.db import boundary
 from common.models import Job, JobStatus
 from common.schemas import Job as JobSchema
 from common.schemas import JobStage as JobStageSchema
@@ -124,7 +125,10 @@ class JobListView(_ReadOnlyJobView):
         statuses = parse_status_filter(request.query_params.getlist("status"))
         queryset = job_list_visible(user=request.user, statuses=statuses)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self) or []
+        # The selector returns a lazy queryset: the page is read here, so here is the database boundary
+        # (an exhausted pool and an unreachable database answer 503 with their own Retry-After).
+        with boundary("api.job_list"):
+            page = paginator.paginate_queryset(queryset, request, view=self) or []
         body = JobPageResponse(
             next=paginator.get_next_link(),
             previous=paginator.get_previous_link(),

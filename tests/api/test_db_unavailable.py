@@ -143,3 +143,32 @@ def test_database_errors_that_mean_unavailable(exc):
 )
 def test_other_database_errors_stay_500(exc):
     assert database_unavailable(exc) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", PATHS)
+def test_an_exhausted_pool_answers_503_with_the_pools_shorter_retry_after(mint_token, path):
+    """Every view reads through the boundary: the pool's own wait (1 s), not the unreachable database's 5 s."""
+    from django.db import connection
+
+    from common.services import jobs
+    from tests.poolkit import holding, small_pool
+
+    owner = uuid.uuid4()
+    job = jobs.job_create(user_id=owner, audio_url="https://example.com/a.mp3", user_prompt="rain on neon")
+    connection.close()
+    client = bearer(APIClient(), mint_token(owner))
+    with small_pool(max_size=2, timeout=0.3):
+        with holding(2):
+            response = client.get(path.format(id=job.pk))
+        assert client.get(path.format(id=job.pk)).status_code == 200
+        connection.close()
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert json.loads(response.content) == {
+        "code": "SERVICE_UNAVAILABLE",
+        "message": json.loads(response.content)["message"],
+        "details": {"retry_after": 1},
+        "job_id": None,
+    }
