@@ -91,6 +91,8 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CRITICAL_CHECKS": ("database", "storage"),
     # Seconds /health/ready reuses the storage check's last result (0: probe every time)
     "HEALTH_STORAGE_CACHE_SECONDS": 5.0,
+    # Seconds /health/ready reuses the JWKS check's last result (0: fetch every time)
+    "HEALTH_JWKS_CACHE_SECONDS": 5.0,
     # REST API (common.api): bearer-token checks and per-user rate limit
     "API_JWT_LEEWAY_SECONDS": 10,
     "API_JWT_ISSUER": None,  # e.g. "https://<project>.supabase.co/auth/v1" to also require that "iss"

@@ -392,6 +392,9 @@ def _read_environment(env_file: str | Path | None = None) -> tuple[dict[str, str
             reason = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror})"
             variable = "VIDEOGEN_ENV_FILE" if named and not env_file else ".env file"
             problems.append(ConfigProblem(variable, f"names {path}, which {reason}; it was not read"))
+    elif named and not env_file and not path.exists():
+        # A misspelled name would otherwise run on the defaults without a word (os.devnull: read nothing).
+        problems.append(ConfigProblem("VIDEOGEN_ENV_FILE", f"names {path}, which does not exist; nothing was read"))
     merged.update(os.environ)
     return merged, problems
 

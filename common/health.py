@@ -27,7 +27,8 @@ from django.views.decorators.http import require_GET
 
 from common.conf import app_settings
 from common.errors import ConfigError, ResourceError, ServiceUnavailableError
-from common.log import get_logger
+from common.log import get_logger, redact
+from common.masking import mask_url
 
 __all__ = [
     "VERSION",
@@ -316,23 +317,39 @@ class JWKSCheck(HealthCheck):
 
     Not critical by default: while the JWKS is down, tokens whose keys are cached still verify.
     With no JWKS configured (no ``SUPABASE_URL``, or ``API_JWKS_URL = ""``) it passes and says so.
+    The result is reused for ``HEALTH_JWKS_CACHE_SECONDS`` like the storage check's, so a readiness
+    probe under load does not call Supabase Auth each time (``use_cache=False``, as ``check_services``
+    does, fetches every time).
     """
 
     name = "jwks"
 
+    def __init__(self, *, critical: bool | None = None, timeout: float | None = None, use_cache: bool = True) -> None:
+        super().__init__(critical=critical, timeout=timeout)
+        self.use_cache = use_cache
+
     def check(self) -> dict[str, Any] | None:
-        """Fetch the JWKS directly (not through the process cache: this proves the endpoint answers now)."""
+        """Fetch the JWKS directly (not through the token cache: this proves the endpoint answers)."""
         from common.api.authentication import token_systems
-        from common.api.jwks import fetch_jwks
 
         url = token_systems().jwks_url
         if url is None:
             return {"configured": False}
+        ttl = float(app_settings.HEALTH_JWKS_CACHE_SECONDS) if self.use_cache else 0.0
+        details, age = _probe_cache.get(("jwks", url), ttl, lambda: self._fetch(url))
+        if age is not None:
+            details["cached_age_s"] = round(age, 3)
+        return details
+
+    def _fetch(self, url: str) -> dict[str, Any]:
+        from common.api.jwks import fetch_jwks
+
+        shown = mask_url(url)
         timeout = min(self.timeout, float(app_settings.API_JWKS_TIMEOUT))
         keyset = fetch_jwks(url, timeout=timeout)
         if not keyset.keys:
-            raise ServiceUnavailableError(f"the JWKS at {url} has no usable signing key ({keyset.skipped} skipped)")
-        return {"url": url, "keys": len(keyset.keys), "algorithms": keyset.algorithms}
+            raise ServiceUnavailableError(f"the JWKS at {shown} has no usable signing key ({keyset.skipped} skipped)")
+        return {"url": shown, "keys": len(keyset.keys), "algorithms": keyset.algorithms}
 
 
 class DiskCheck(HealthCheck):
@@ -388,8 +405,9 @@ def default_checks() -> list[HealthCheck]:
 
 
 def _describe(exc: BaseException) -> str:
+    """The error as ``Type: text`` for a public body: configured secrets and URL credentials redacted."""
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return redact(f"{type(exc).__name__}: {text}")
 
 
 def run_checks(checks: Sequence[HealthCheck] | None = None) -> HealthReport:

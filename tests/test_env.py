@@ -5,6 +5,7 @@ What each kind of value accepts and refuses is in tests/test_env_values.py; secr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -271,6 +272,21 @@ def test_explicit_env_file_and_missing_file(monkeypatch: pytest.MonkeyPatch, tmp
     explicit.write_text("ENVIRONMENT=staging\n")
     assert read_environment(explicit)["ENVIRONMENT"] == "staging"
     assert "ENVIRONMENT" not in read_environment(tmp_path / "missing.env")
+
+
+def test_a_misspelled_env_file_is_a_problem_not_a_silent_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_environment(monkeypatch)
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", str(tmp_path / "prod.evn"))
+    reset_settings_cache()
+    problems = get_env_problems()
+    assert [(p.variable, p.message) for p in problems] == [
+        ("VIDEOGEN_ENV_FILE", f"names {tmp_path / 'prod.evn'}, which does not exist; nothing was read")
+    ]
+    monkeypatch.setenv("VIDEOGEN_ENV_FILE", os.devnull)  # the documented way to read no file
+    reset_settings_cache()
+    assert get_env_problems() == []
 
 
 def test_env_file_problems_reported_like_environment_problems(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from common import conf
+from common import conf, health
 from common.health import JWKSCheck, default_checks, run_checks
 from common.storage.buckets import bucket_storages
 from tests.api.jwks_server import JWKSServer, SilentServer, es256_key
@@ -73,19 +73,58 @@ def test_reachable_jwks_with_keys(supabase_url, jwks):
     assert jwks.fetches == 1
 
 
-def test_check_fetches_every_time_it_runs(supabase_url, jwks):
-    supabase_url(jwks.base_url)
-    jwks_result()
-    jwks_result()
-    assert jwks.fetches == 2  # the check proves the endpoint answers now, not what the cache holds
+@pytest.fixture(autouse=True)
+def fresh_probe_cache() -> Iterator[None]:
+    health._probe_cache.clear()
+    yield
+    health._probe_cache.clear()
 
 
-def test_a_jwks_without_a_usable_key_fails(supabase_url, jwks):
+def test_uncached_check_fetches_every_time_it_runs(supabase_url, jwks):
     supabase_url(jwks.base_url)
-    jwks.document = {"keys": [{"kty": "oct", "kid": "secret", "k": "c2VjcmV0"}]}
-    result = jwks_result()
-    assert result.status == "error"
-    assert "no usable signing key (1 skipped)" in result.message
+    jwks_result(use_cache=False)
+    jwks_result(use_cache=False)
+    assert jwks.fetches == 2  # the check proves the endpoint answers now, not what the token cache holds
+
+
+def test_readiness_reuses_a_fresh_result_then_fetches_again(supabase_url, jwks, monkeypatch):
+    supabase_url(jwks.base_url)
+    now = [1000.0]
+    monkeypatch.setattr(health._probe_cache, "clock", lambda: now[0])
+    first, second = jwks_result(), jwks_result()
+    assert jwks.fetches == 1  # a probe under load does not call Supabase Auth each time
+    assert first.ok
+    assert second.ok
+    assert second.details["cached_age_s"] == 0.0
+    now[0] += 5.1  # HEALTH_JWKS_CACHE_SECONDS
+    assert jwks_result().ok
+    assert jwks.fetches == 2
+
+
+def test_a_cached_failure_is_reported_until_the_next_fetch(supabase_url, jwks):
+    supabase_url(jwks.base_url)
+    jwks.status = 503
+    assert jwks_result().status == "error"
+    jwks.status = 200
+    assert "HTTP 503" in jwks_result().message  # reused within the TTL
+    with override_settings(VIDEOGEN_COMMON={"HEALTH_JWKS_CACHE_SECONDS": 0}):
+        assert jwks_result().ok
+
+
+def test_the_body_never_shows_url_credentials_or_secrets(supabase_url, jwks):
+    secret = "s3cret-jwks-token-value"
+    supabase_url(jwks.base_url)
+    with override_settings(VIDEOGEN_COMMON={"API_JWKS_URL": f"{jwks.jwks_url}?token={secret}"}):
+        ok = jwks_result()
+    # An error whose text carries the URL (this one names it: not an http(s) URL).
+    with override_settings(VIDEOGEN_COMMON={"API_JWKS_URL": f"ftp://reader:{secret}@example.com/jwks?token={secret}"}):
+        failed = jwks_result()
+    assert ok.ok, ok.message
+    assert secret not in json.dumps(ok.details)
+    assert "***" in ok.details["url"]
+    assert failed.status == "error"
+    assert "not an http(s) URL" in failed.message
+    assert secret not in failed.message
 
 
 @pytest.mark.parametrize(
@@ -141,3 +180,5 @@ def test_check_services_runs_it(supabase_url, jwks, capsys):
     body = json.loads(capsys.readouterr().out)
     assert body["checks"]["jwks"]["status"] == "ok"
     assert body["checks"]["jwks"]["details"]["keys"] == 2
+    call_command("check_services", "--check", "jwks", "--json")
+    assert jwks.fetches == 2  # an operator asking gets a fresh answer, never the readiness probe's cached one

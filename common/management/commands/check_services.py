@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from common.health import StorageCheck, default_checks, run_checks
+from common.health import JWKSCheck, StorageCheck, default_checks, run_checks
 
 
 def describe_pool(pool: dict[str, Any]) -> str:
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         """Run the checks, print them, and fail when a critical one failed."""
         checks = default_checks()
         for check in checks:
-            if isinstance(check, StorageCheck):
+            if isinstance(check, (StorageCheck, JWKSCheck)):
                 check.use_cache = False  # an operator asking wants a fresh answer, not /health/ready's cached one
         only = options.get("only")
         if only:
