@@ -44,7 +44,7 @@ from common.selectors import (
     stage_median_duration,
     stage_median_durations,
 )
-from common.services import charges, costs, holds, jobs, leases, prices, recovery, stages
+from common.services import charges, costs, holds, jobs, leases, prices, reconcile, recovery, stages
 
 pytestmark = pytest.mark.django_db
 
@@ -645,6 +645,31 @@ def test_selectors(data):
     only_pipeline_errors(job.id, lambda: call(**args))
 
 
+@guard(1)
+@given(st.data())
+def test_reconciliation(data):
+    job = new_job()
+    if data.draw(st.booleans()):
+        args = draw_args(
+            data,
+            {
+                "job_ids": (
+                    st.sampled_from([None, [JOB_UUID], [JOB_TEXT]]),
+                    st.one_of(st.lists(hostile, max_size=3), hostile),
+                )
+            },
+            job=job,
+        )
+        if isinstance(args["job_ids"], list):
+            refs = {JOB_UUID: job.id, JOB_TEXT: str(job.id)}
+            args["job_ids"] = [refs[j] if isinstance(j, Ref) else j for j in args["job_ids"]]
+        only_pipeline_errors(job.id, lambda: [m.to_dict() for m in selectors.jobs_cost_mismatches(**args)])
+        return
+    args = draw_args(data, {"job_id": JOB}, job=job)
+    call = data.draw(st.sampled_from([selectors.job_ledger_total, reconcile.job_costs_repair]))
+    only_pipeline_errors(job.id, lambda: call(**args))
+
+
 CALLER: Arg = (
     st.sampled_from([SupabaseUser(id=USER), SupabaseUser(id=uuid.uuid4()), None]),
     st.one_of(st.builds(SupabaseUser, id=st.uuids()), anything),
@@ -712,6 +737,8 @@ def test_the_guard_covers_every_public_service_and_selector():
         # workers: leases and recovery
         "stage_heartbeat", "stage_complete_leased", "stage_fail_leased", "stage_lease",
         "job_requeue", "job_fail_worker_lost", "recover_jobs",
+        # reconciliation with the ledger
+        "jobs_cost_mismatches", "job_ledger_total", "job_costs_repair",
         # the selectors
         "job_get", "job_list_for_user", "job_stages", "job_costs", "stage_median_durations", "stage_median_duration",
         "job_estimate_remaining", "parse_job_id", "parse_user_id", "job_get_visible", "job_list_visible",
@@ -721,7 +748,7 @@ def test_the_guard_covers_every_public_service_and_selector():
         # classes and objects, not services: their methods call the services above (CostTracker and
         # Reservation the cost verbs, StageLease the lease verbs); results and price rows are data
         "CostTracker", "CostSummary", "JobSpend", "ApiPrice", "Reservation", "StageLease", "StaleJob",
-        "RecoveryReport", "cost_tracker",
+        "RecoveryReport", "CostMismatch", "cost_tracker",
         # constants and signals
         "DEFAULT_API_PRICES", "UNITS", "INVALID_TRANSITION", "TOO_MANY_ATTEMPTS", "IDEMPOTENCY_CONSTRAINT",
         "JOB_NOT_STALE", "STALE_LEASE_EXPIRED", "STALE_QUEUED", "job_finished", "job_requeued",

@@ -6,114 +6,20 @@ unexpired holds (a hold older than ``RESERVATION_TTL_SECONDS`` no longer counts,
 as in every budget check). Mismatches are listed and the exit status is 1; with
 ``--fix`` each one is repaired under the job's row lock: expired holds are closed
 (``holds_expire``) and the totals set from the ledger and the open holds
-(exit status 0 once repaired).
+(exit status 0 once repaired). The read is :func:`common.selectors.reconcile.jobs_cost_mismatches`,
+the repair :func:`common.services.reconcile.job_costs_repair`.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
 
 from common.ids import canonical_uuid
-from common.log import get_logger
-from common.models import Job, JobCost
-from common.money import format_money, money_from_sum, money_sum
-from common.selectors.costs import job_reserved, reserved_sum
-from common.services.holds import holds_expire
-
-logger = get_logger("common.costs")
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One job whose stored figures disagree with the ledger or its holds."""
-
-    job_id: uuid.UUID
-    total_cost: Decimal
-    ledger_total: Decimal
-    reserved_cost: Decimal
-    open_holds: Decimal
-
-    @property
-    def difference(self) -> Decimal:
-        """``total_cost - ledger_total`` (positive: the job claims more than the ledger holds)."""
-        return self.total_cost - self.ledger_total
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON-friendly, amounts as exact strings."""
-        return {
-            "job_id": str(self.job_id),
-            "total_cost": format_money(self.total_cost),
-            "ledger_total": format_money(self.ledger_total),
-            "difference": format_money(self.difference),  # signed: "-0.0655"
-            "reserved_cost": format_money(self.reserved_cost),
-            "open_holds": format_money(self.open_holds),
-        }
-
-
-def _ledger_sum() -> Subquery:
-    return Subquery(
-        JobCost.objects.filter(job_id=OuterRef("pk"))
-        .order_by()
-        .values("job_id")
-        .annotate(total=money_sum())
-        .values("total")
-    )
-
-
-def find_mismatches(job_ids: list[uuid.UUID] | None = None) -> Iterator[Mismatch]:
-    """Stream the jobs whose ``total_cost`` or ``reserved_cost`` disagrees with the ledger / open, unexpired holds."""
-    jobs = Job.objects.all()
-    if job_ids:
-        jobs = jobs.filter(id__in=job_ids)
-    rows = (
-        jobs.annotate(
-            ledger=_ledger_sum(),
-            holds=reserved_sum(),  # what the job has reserved: its open, unexpired holds
-        )
-        .order_by("created_at", "id")
-        .values_list("id", "total_cost", "reserved_cost", "ledger", "holds")
-    )
-    for job_id, total, reserved, ledger, holds in rows.iterator(chunk_size=5000):
-        ledger_total, open_holds = money_from_sum(ledger), money_from_sum(holds)
-        if total != ledger_total or reserved != open_holds:
-            yield Mismatch(job_id, total, ledger_total, reserved, open_holds)
-
-
-def repair(job_id: uuid.UUID) -> Mismatch | None:
-    """Close expired holds, set the job's totals from the ledger and its open holds under the row lock.
-
-    Returns what was changed (``None`` when the job matched or no longer exists).
-    """
-    with transaction.atomic():
-        row = Job.objects.select_for_update().filter(id=job_id).values_list("total_cost", "reserved_cost").first()
-        if row is None:
-            return None
-        holds_expire(job_id=job_id)  # under the lock we hold: the holds it closes leave the open sum below
-        ledger = money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=money_sum())["s"])
-        holds = job_reserved(job_id=job_id)
-        if row[0] == ledger and row[1] == holds:
-            return None
-        Job.objects.filter(id=job_id).update(total_cost=ledger, reserved_cost=holds)
-    found = Mismatch(job_id, row[0], ledger, row[1], holds)
-    logger.warning(
-        "reconcile_costs repaired job %s: total_cost %s -> %s, reserved_cost %s -> %s",
-        job_id,
-        format_money(row[0]),
-        format_money(ledger),
-        format_money(row[1]),
-        format_money(holds),
-        extra={"job_id": str(job_id), "event": "cost_reconciled", **found.to_dict()},
-    )
-    return found
+from common.selectors.reconcile import jobs_cost_mismatches
+from common.services.reconcile import job_costs_repair
 
 
 class Command(BaseCommand):
@@ -139,10 +45,10 @@ class Command(BaseCommand):
             if job_id is None:
                 raise CommandError(f"--job {value!r} is not a valid UUID")
             job_ids.append(job_id)
-        found = list(find_mismatches(job_ids or None))
+        found = list(jobs_cost_mismatches(job_ids=job_ids or None))
         fixed = []
         if options["fix"]:
-            fixed = [m for m in (repair(m.job_id) for m in found) if m is not None]
+            fixed = [m for m in (job_costs_repair(job_id=m.job_id) for m in found) if m is not None]
         if options["format"] == "json":
             self.stdout.write(
                 json.dumps(
