@@ -3,8 +3,9 @@
 An id is a :class:`uuid.UUID`, or its canonical text: 32 hex digits in groups of 8-4-4-4-12
 separated by hyphens, in any case. ``uuid.UUID()`` alone would also read braces, a
 ``urn:uuid:`` prefix, no hyphens or hyphens anywhere, so two different strings would name
-one job; the API, the token check and the temp-directory names all refuse those, and so
-does every service.
+one job; the API, the token check and every service refuse those. (Temp-directory names take
+any safe name, see :mod:`common.tempfiles`; only a canonical id there is recognised as a live
+job's workspace by the age-based cleanup.)
 
 * :func:`parse_job_id` / :func:`parse_user_id` raise ``ValidationError`` (codes
   ``INVALID_JOB_ID`` / ``INVALID_USER_ID``) for anything else: for services and selectors,
