@@ -23,15 +23,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet, TextField, Value
-from django.db.models.functions import Cast, TruncDate
+from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from common.conf import app_settings
-from common.models import Job, JobCost, JobStatus
-from common.money import format_money, format_share, money_from_sum, money_sum, share_of
+from common.models import Job, JobStatus
+from common.money import format_money, format_share, money_from_sum, share_of
 from common.selectors.costs import jobs_reserved
+from common.selectors.spend import JobScope, spend_by, spend_by_day
 
 FORMATS = ("table", "csv", "json")
 SECTIONS = ("jobs", "stage", "api", "day")
@@ -112,6 +113,12 @@ class Filters:
         if self.near_budget is not None:
             q &= Q(**{f"{prefix}total_cost__gte": F(f"{prefix}budget_limit") * Value(self.near_budget)})
         return q
+
+    def scope(self) -> JobScope:
+        """The job filters for the spend selectors."""
+        return JobScope(
+            job_ids=tuple(self.jobs), user_id=self.user, over_budget=self.over_budget, min_share=self.near_budget
+        )
 
     def describe(self) -> dict[str, Any]:
         """The filters as JSON-friendly values."""
@@ -226,27 +233,22 @@ def _stream(rows: QuerySet[Any]) -> Iterator[tuple[Any, ...]]:
 
 
 def group_rows(filters: Filters, by: str) -> Iterator[dict[str, Any]]:
-    """The ledger grouped by ``stage``, ``api`` or ``day``: key, charges, total (aggregated in SQL).
+    """The ledger grouped by ``stage``, ``api`` or ``day``: key, charges, total.
 
-    The result has one row per stage/API/day, so it is fetched whole: a server-side cursor would
-    make PostgreSQL plan for the first rows instead of the whole aggregate.
+    The spend selectors' queries (:mod:`common.selectors.spend`), shared with the admin's spend page.
     """
-    ledger = JobCost.objects.filter(filters.job_q("job__"))
-    if filters.since is not None:
-        ledger = ledger.filter(timestamp__gte=filters.since)
-    if filters.until is not None:
-        ledger = ledger.filter(timestamp__lt=filters.until)
-    key_expr: Any = {"stage": F("stage_name"), "api": F("api_name"), "day": TruncDate("timestamp")}[by]
-    grouped = (
-        ledger.order_by()
-        .annotate(key=key_expr)
-        .values("key")
-        .annotate(charges=Count("id"), total=money_sum())
-        .order_by("key")
-        .values_list("key", "charges", "total")
-    )
-    for key, charges, total in grouped:
-        yield {"key": str(key), "charges": charges, "total": money_from_sum(total)}
+    window: dict[str, Any] = {
+        "since": filters.since,
+        "until": filters.until,
+        "statuses": filters.statuses,
+        "scope": filters.scope(),
+    }
+    if by == "day":
+        for day in spend_by_day(**window):
+            yield {"key": str(day.day), "charges": day.charges, "total": day.spent}
+        return
+    for row in spend_by(by=by, **window):
+        yield {"key": row.key, "charges": row.charges, "total": row.spent}
 
 
 class _Formatter:
