@@ -13,7 +13,6 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from common.admin.budget import BudgetState
 from common.money import format_dollars, format_money, format_share
 
 __all__ = ["CONSOLE_CSS", "dollars", "exact_dollars", "moment", "share_bar", "short_id", "wrappable"]
@@ -57,7 +56,7 @@ def moment(value: datetime | None) -> SafeString:
                        local.strftime("%Y-%m-%d %H:%M"))  # fmt: skip
 
 
-def share_bar(share: Decimal | None, state: BudgetState) -> SafeString:
+def share_bar(share: Decimal | None, state: str) -> SafeString:
     """The share of a budget used as a small bar coloured by ``state``, with the percentage beside it.
 
     The colour is not the only sign: the percentage is printed, and the state is spelled out for

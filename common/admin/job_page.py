@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from common.admin.budget import budget_state
+from common.admin.budget import job_state
 from common.admin.display import exact_dollars, share_bar
 from common.models import Job, JobCost, JobStage
 from common.selectors import job_cost_summary
@@ -57,7 +57,7 @@ def money_block(job: Job) -> SafeString:
         '<div class="vg-money-block"><ul class="vg-figures">{}<li>Budget used<b>{}</b></li></ul>'
         '<div class="vg-tables">{}{}</div></div>',
         items,
-        share_bar(summary.share_used, budget_state(job)),
+        share_bar(summary.share_used, job_state(job)),
         _amount_rows(summary.by_stage, "Spend by stage", "stage"),
         _amount_rows(summary.by_api, "Spend by API", "API"),
     )

@@ -25,10 +25,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from common.admin.budget import BUDGET_STATES, budget_share_expression, budget_state, near_share, state_q
+from common.admin.budget import budget_share_expression, job_state
 from common.admin.display import CONSOLE_CSS, dollars, moment, share_bar, short_id, wrappable
 from common.admin.export import export_jobs_csv
 from common.admin.job_page import money_block, recent_charges, stage_notes
+from common.budget import STATES, budget_state_expr, near_share
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
 from common.money import format_money, format_share, validate_money
@@ -98,7 +99,7 @@ class JobStageInline(_ReadOnlyInline):
 
 
 class BudgetListFilter(admin.SimpleListFilter):
-    """``ok`` / ``near`` / ``over`` budget (see :mod:`common.admin.budget`; near from the first warning threshold)."""
+    """``ok`` / ``near`` / ``over`` budget (the rule of :mod:`common.budget`; near from the first warning threshold)."""
 
     title = "budget"
     parameter_name = "budget"
@@ -115,8 +116,8 @@ class BudgetListFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         """The jobs in the chosen state (all of them when none is chosen)."""
         value = self.value()
-        if value in BUDGET_STATES:
-            return queryset.filter(state_q(value))  # type: ignore[arg-type]
+        if value in STATES:
+            return queryset.annotate(budget_state=budget_state_expr()).filter(budget_state=value)
         return queryset
 
 
@@ -271,7 +272,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="Budget used", ordering="budget_share")
     def budget_used(self, obj: Job) -> SafeString:
         """Share of the budget spent as a bar coloured ok/near/over, with the percentage ("-" for a zero budget)."""
-        return share_bar(obj.budget_used_share, budget_state(obj))
+        return share_bar(obj.budget_used_share, job_state(obj))
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj: Job) -> SafeString:
