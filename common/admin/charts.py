@@ -2,9 +2,9 @@
 
 Each chart is an ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` (what a screen reader
 announces), one ``<rect class="vg-bar">`` per figure carrying the exact amount in ``data-value``
-and a ``<title>`` tooltip, and the same figures as a visually hidden table right after it. Colours
-come from the admin's CSS variables through ``common/console.css`` (``currentColor`` for text), so
-the charts read in the light and the dark theme. Geometry is computed in floats (pixels); the
+and a ``<title>`` tooltip, and the same figures as a table right after it, visually hidden
+(the admin's ``visually-hidden``). Colours come from the admin's CSS variables through
+``common/console.css`` (``currentColor`` for text), so the charts read in the light and the dark theme. Geometry is computed in floats (pixels); the
 amounts shown are the exact decimals.
 """
 
@@ -21,7 +21,8 @@ from common.money import format_dollars, format_money
 
 __all__ = ["Bar", "column_chart", "row_chart"]
 
-WIDTH = 600
+COLUMN_WIDTH = 1000  # the per-day chart spans the page (about 1,000 px at 1,280)
+ROW_WIDTH = 480  # the stage and API charts sit two abreast
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,8 @@ def _text_table(chart_id: str, caption: str, key: str, bars: Sequence[Bar]) -> S
         "", '<tr><th scope="row">{}</th><td>${}</td></tr>', ((b.label, format_money(b.value)) for b in bars)
     )
     return format_html(
-        '<table class="visually-hidden-table" id="{}-table"><caption>{}</caption><thead><tr><th scope="col">{}</th>'
-        '<th scope="col">spent</th></tr></thead><tbody>{}</tbody></table>',
+        '<div class="visually-hidden"><table id="{}-table"><caption>{}</caption><thead><tr><th scope="col">{}</th>'
+        '<th scope="col">spent</th></tr></thead><tbody>{}</tbody></table></div>',
         chart_id,
         caption,
         key,
@@ -67,7 +68,7 @@ def _describe(bars: Sequence[Bar]) -> str:
     )
 
 
-def _svg(chart_id: str, title: str, height: int, body: SafeString, bars: Sequence[Bar]) -> SafeString:
+def _svg(chart_id: str, title: str, width: int, height: int, body: SafeString, bars: Sequence[Bar]) -> SafeString:
     return format_html(
         '<svg class="vg-chart" id="{}" role="img" aria-labelledby="{}-title {}-desc" viewBox="0 0 {} {}"'
         ' preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
@@ -75,7 +76,7 @@ def _svg(chart_id: str, title: str, height: int, body: SafeString, bars: Sequenc
         chart_id,
         chart_id,
         chart_id,
-        WIDTH,
+        width,
         height,
         chart_id,
         title,
@@ -87,7 +88,7 @@ def _svg(chart_id: str, title: str, height: int, body: SafeString, bars: Sequenc
 
 def column_chart(chart_id: str, title: str, bars: Sequence[Bar], *, key: str = "day") -> SafeString:
     """Vertical columns left to right (spend per day): the highest amount on the axis, every 7th label below."""
-    height, top, bottom, left, right = 200, 14, 170, 56, WIDTH - 8
+    height, top, bottom, left, right = 200, 14, 172, 64, COLUMN_WIDTH - 24
     slot = (right - left) / max(len(bars), 1)
     scale = _scale(bars)
     highest = max((b.value for b in bars), default=Decimal(0))
@@ -114,7 +115,7 @@ def column_chart(chart_id: str, title: str, bars: Sequence[Bar], *, key: str = "
                 format_dollars(bar.value),
             )
         )
-        if n % 7 == 0 or n == len(bars) - 1:
+        if (len(bars) - 1 - n) % 7 == 0:  # the last day, and every 7th day back from it
             parts.append(
                 format_html(
                     '<text x="{}" y="{}" text-anchor="middle">{}</text>',
@@ -124,15 +125,16 @@ def column_chart(chart_id: str, title: str, bars: Sequence[Bar], *, key: str = "
                 )
             )
     body = format_html_join("", "{}", ((p,) for p in parts))
-    return format_html("{}{}", _svg(chart_id, title, height, body, bars), _text_table(chart_id, title, key, bars))
+    svg = _svg(chart_id, title, COLUMN_WIDTH, height, body, bars)
+    return format_html("{}{}", svg, _text_table(chart_id, title, key, bars))
 
 
 def row_chart(chart_id: str, title: str, bars: Sequence[Bar], *, key: str) -> SafeString:
     """Horizontal bars top to bottom (spend by stage, by API): label, bar, amount."""
-    row, label_w, value_w = 24, 150, 90
+    row, label_w, value_w = 24, 150, 70
     height = max(len(bars), 1) * row + 8
     scale = _scale(bars)
-    span = WIDTH - label_w - value_w - 8
+    span = ROW_WIDTH - label_w - value_w - 8
     parts: list[SafeString] = []
     if not bars:
         parts.append(format_html('<text x="{}" y="{}">{}</text>', 8, 18, "No spend in this period."))
@@ -162,4 +164,5 @@ def row_chart(chart_id: str, title: str, bars: Sequence[Bar], *, key: str) -> Sa
             )
         )
     body = format_html_join("", "{}", ((p,) for p in parts))
-    return format_html("{}{}", _svg(chart_id, title, height, body, bars), _text_table(chart_id, title, key, bars))
+    svg = _svg(chart_id, title, ROW_WIDTH, height, body, bars)
+    return format_html("{}{}", svg, _text_table(chart_id, title, key, bars))

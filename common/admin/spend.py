@@ -60,6 +60,8 @@ PERIODS: dict[str, tuple[str, int | None]] = {
     "30d": ("the last 30 days", 30),
     "all": ("all time", None),
 }
+CREATED = {"today": "created today", "7d": "created in the last 7 days", "30d": "created in the last 30 days",
+           "all": "created at any time"}  # fmt: skip
 CHART_DAYS = 30
 TOP = 10
 BUDGET_LIST = 20
@@ -177,6 +179,7 @@ def _context(page: SpendPage) -> dict[str, Any]:
     ]
     return {
         "period_label": label,
+        "created_label": CREATED[page.period],
         "totals": [
             {
                 "key": key,
