@@ -4,8 +4,8 @@ Each chart is an ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` (what 
 announces), one ``<rect class="vg-bar">`` per figure carrying the exact amount in ``data-value``
 and a ``<title>`` tooltip, and the same figures as a table right after it, visually hidden
 (the admin's ``visually-hidden``). Colours come from the admin's CSS variables through
-``common/console.css`` (``currentColor`` for text), so the charts read in the light and the dark theme. Geometry is computed in floats (pixels); the
-amounts shown are the exact decimals.
+``common/console.css`` (``currentColor`` for text), so the charts read in the light and the dark
+theme. Geometry is computed in floats (pixels); the amounts shown are the exact decimals.
 """
 
 from __future__ import annotations
