@@ -99,6 +99,7 @@ def test_the_budget_filter_and_a_ledger_row_lead_to_the_job(
     codes = admin_page.locator("#result_list tbody th a code")
     assert [codes.nth(n).get_attribute("title") for n in range(codes.count())] == [str(world.jobs["stopped"].id)]
     admin_page.click("#changelist-filter a[href='?budget=near']")
+    admin_page.wait_for_url("**/admin/common/job/?budget=near")
     assert codes.count() == 1
     assert codes.first.get_attribute("title") == str(world.jobs["near"].id)
     assert admin_page.locator("#result_list .vg-share--near").count() == 1
@@ -114,6 +115,7 @@ def test_the_budget_filter_and_a_ledger_row_lead_to_the_job(
     money = admin_page.locator(".vg-money-block")
     assert "$4.00" in money.inner_text()
     assert "$46.00" in money.inner_text()  # spent, remaining of 50.00
+    admin_page.screenshot(path=str(tmp_path / "job-1280.png"), full_page=True)
     assert horizontal_overflow(admin_page) == []
 
 
