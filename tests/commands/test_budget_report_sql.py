@@ -58,6 +58,7 @@ def tricky():
         ("six_places", "7.000001", "6.999999"),
         ("huge", "99999999.999999", "12345678.123456"),
         ("tiny_budget", "0.000001", "99999.5"),  # a share with many digits: wider than the column
+        ("extreme", "0.000001", "99999999.999999"),  # the largest share there can be (64-bit arithmetic)
         ("near_exactly", "10.00", "8.00"),
     ]:
         job = make_job(budget, user_id=user)

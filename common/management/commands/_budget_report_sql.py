@@ -42,8 +42,11 @@ def _money(column: str) -> str:
 
 
 def _fixed(column: str) -> str:
-    """An amount with all six places (the table's uniform amounts)."""
-    return f"round({column}, 6)::text"
+    """An amount with all six places (the table's uniform amounts): the text of a ``numeric(14, 6)`` column.
+
+    Every amount here is such a column or an exact sum of them (``held``), so its scale is six.
+    """
+    return f"({column})::text"
 
 
 _STATE = (
@@ -51,14 +54,16 @@ _STATE = (
     "WHEN j.budget_limit > 0 AND j.total_cost >= j.budget_limit * %s THEN 'near' ELSE 'ok' END"
 )
 
-# The share used in units of 10^-4, half-even like ``share_of``, exactly: q = spent * 10^4 div budget, r the rest.
-_QR = (
-    "CASE WHEN j.budget_limit > 0 THEN div(j.total_cost * 10000, j.budget_limit) END AS q, "
-    "CASE WHEN j.budget_limit > 0 THEN mod(j.total_cost * 10000, j.budget_limit) END AS r"
+# The share used in units of 10^-4, half-even like ``share_of``, exactly, in 64-bit integers (far cheaper
+# than numeric division): t = spent * 10^10 (spent * 10^4 in micro-dollars, at most about 10^18) and
+# b = budget in micro-dollars; units = t div b, plus one when the rest is over half, or half and odd.
+_TB = (
+    "CASE WHEN j.budget_limit > 0 THEN (j.total_cost * 10000000000)::bigint END AS t, "
+    "(j.budget_limit * 1000000)::bigint AS b"
 )
-_UNITS = "q + CASE WHEN 2 * r > budget_limit OR (2 * r = budget_limit AND mod(q, 2) = 1) THEN 1 ELSE 0 END"
+_UNITS = "t / b + CASE WHEN 2 * (t % b) > b OR (2 * (t % b) = b AND (t / b) % 2 = 1) THEN 1 ELSE 0 END"
 # ``format_share``: the percentage to one place, half-even, from the units (tenths of a percent = units / 10).
-_TENTHS = "div(units, 10) + CASE WHEN mod(units, 10) > 5 OR (mod(units, 10) = 5 AND mod(div(units, 10), 2) = 1) THEN 1 ELSE 0 END"  # noqa: E501
+_TENTHS = "(units / 10 + CASE WHEN units % 10 > 5 OR (units % 10 = 5 AND (units / 10) % 2 = 1) THEN 1 ELSE 0 END)"
 
 
 def _layered(source: str, fmt: str) -> str:
@@ -68,10 +73,11 @@ def _layered(source: str, fmt: str) -> str:
     The rows are sorted before the lines are built (narrower rows to sort); the outer layers keep that
     order, which the planner knows, so the outer ``ORDER BY`` costs nothing.
     """
-    rows = f"SELECT j.*, {_STATE} AS state, {_QR} FROM ({source}) AS j ORDER BY created_at, id OFFSET 0"  # noqa: S608
-    rows = f"SELECT j.*, {_UNITS} AS units FROM ({rows}) AS j OFFSET 0"  # noqa: S608
-    share = "((units::numeric / 10000)::numeric(40, 4))::text AS share"
-    percent = f"COALESCE(((({_TENTHS})::numeric / 10)::numeric(40, 1))::text || '%%', '-') AS used"
+    rows = f"SELECT j.*, {_STATE} AS state, {_TB} FROM ({source}) AS j ORDER BY created_at, id OFFSET 0"  # noqa: S608
+    rows = f"SELECT j.*, {_UNITS.replace('%', '%%')} AS units FROM ({rows}) AS j OFFSET 0"  # noqa: S608
+    share = "(units / 10000)::text || '.' || lpad((units %% 10000)::text, 4, '0') AS share"
+    tenths = _TENTHS.replace("%", "%%")
+    percent = f"COALESCE(({tenths} / 10)::text || '.' || ({tenths} %% 10)::text || '%%', '-') AS used"
     return f"SELECT j.*, {share}{', ' + percent if fmt == 'table' else ''} FROM ({rows}) AS j OFFSET 0"  # noqa: S608
 
 
