@@ -158,6 +158,32 @@ class JobScope:
     over_budget: bool = False
     min_share: Decimal | None = None
 
+    @classmethod
+    def of(cls, scope: JobScope | None) -> JobScope:
+        """``scope``, or the scope of every job for ``None``."""
+        return cls() if scope is None else scope
+
+    def q(self, prefix: str = "", *, statuses: Iterable[str] = ()) -> Q:
+        """These filters and ``statuses`` as a ``Q`` on ``Job`` (``prefix=""``) or the ledger/holds (``"job__"``).
+
+        Raises:
+            ValidationError: an unknown status.
+        """
+        q = Q()
+        chosen = _statuses(statuses)
+        if chosen:
+            q &= Q(**{f"{prefix}status__in": chosen})
+        if self.job_ids:
+            q &= Q(**{"id__in" if prefix == "" else "job_id__in": list(self.job_ids)})
+        if self.user_id is not None:
+            q &= Q(**{f"{prefix}user_id": self.user_id})
+        if self.over_budget:
+            over = Q(**{f"{prefix}total_cost__gt": F(f"{prefix}budget_limit")})
+            q &= over | Q(**{f"{prefix}error_code": BUDGET_EXCEEDED})
+        if self.min_share is not None:
+            q &= Q(**{f"{prefix}total_cost__gte": F(f"{prefix}budget_limit") * Value(self.min_share)})
+        return q
+
 
 # --------------------------------------------------------------------------- filters
 
@@ -191,32 +217,11 @@ def _limit(limit: int, name: str = "limit", most: int = MAX_LIMIT) -> int:
     return limit
 
 
-def _job_q(prefix: str, statuses: Iterable[str], scope: JobScope | None) -> Q:
-    """The job filters as a ``Q`` on ``Job`` (``prefix=""``) or on the ledger/holds (``prefix="job__"``)."""
-    q = Q()
-    chosen = _statuses(statuses)
-    if chosen:
-        q &= Q(**{f"{prefix}status__in": chosen})
-    if scope is None:
-        return q
-    if scope.job_ids:
-        q &= Q(**{"id__in" if prefix == "" else "job_id__in": list(scope.job_ids)})
-    if scope.user_id is not None:
-        q &= Q(**{f"{prefix}user_id": scope.user_id})
-    if scope.over_budget:
-        q &= Q(**{f"{prefix}total_cost__gt": F(f"{prefix}budget_limit")}) | Q(
-            **{f"{prefix}error_code": BUDGET_EXCEEDED}
-        )
-    if scope.min_share is not None:
-        q &= Q(**{f"{prefix}total_cost__gte": F(f"{prefix}budget_limit") * Value(scope.min_share)})
-    return q
-
-
 def _ledger(
     since: dt.datetime | None, until: dt.datetime | None, statuses: Iterable[str], scope: JobScope | None
 ) -> QuerySet[JobCost]:
     since, until = _window(since, until)
-    ledger = JobCost.objects.filter(_job_q("job__", statuses, scope))
+    ledger = JobCost.objects.filter(JobScope.of(scope).q("job__", statuses=statuses))
     if since is not None:
         ledger = ledger.filter(timestamp__gte=since)
     if until is not None:
@@ -263,7 +268,7 @@ def spend_holds(
     """
     totals = (
         holds_open(now=now)
-        .filter(_job_q("job__", statuses, scope))
+        .filter(JobScope.of(scope).q("job__", statuses=statuses))
         .order_by()
         .aggregate(total=money_sum("amount"), holds=Count("id"), jobs=Count("job_id", distinct=True))
     )
@@ -435,7 +440,7 @@ def jobs_budget_states(
             f"states must be some of {', '.join(STATES)}, got {wanted!r:.80}", details={"field": "states"}
         )
     since, until = _window(since, until)
-    jobs = Job.objects.filter(_job_q("", statuses, scope))
+    jobs = Job.objects.filter(JobScope.of(scope).q(statuses=statuses))
     if since is not None:
         jobs = jobs.filter(created_at__gte=since)
     if until is not None:
