@@ -172,11 +172,25 @@ def test_top_jobs_and_users_link_to_the_job_and_the_filtered_changelist(staff: C
 
 def test_a_ledger_link_for_the_period_answers(staff: Client) -> None:
     build_world()
-    _, page = get(staff, "?period=7d")
-    ledger = next(link for link in page.links if link.startswith("/admin/common/jobcost/?timestamp__gte="))
-    response = staff.get(ledger)
+    html, _ = get(staff, "?period=7d")
+    match = re.search(r'<a href="([^"]+)">The ledger for the last 7 days</a>', html)
+    assert match is not None
+    response = staff.get(match.group(1).replace("&amp;", "&"))
     assert response.status_code == 200
     assert response.context_data["ledger_sum"]["total"] == D("4.6055")
+
+
+@pytest.mark.parametrize("query", ["", "?status=failed", "?status=processing"])
+def test_each_total_links_to_the_ledger_rows_it_sums(staff: Client, query: str) -> None:
+    build_world()
+    html, page = get(staff, query)
+    section = html[html.index('id="spend-totals"') : html.index("</ul>", html.index('id="spend-totals"'))]
+    links = re.findall(r'href="([^"]+)"', section)
+    assert len(links) == 4
+    for key, link in zip(("today", "7d", "30d", "all"), links, strict=True):
+        response = staff.get(link.replace("&amp;", "&"))
+        assert response.status_code == 200, link
+        assert response.context_data["ledger_sum"]["total"] == D(page.totals[key]), (key, link)
 
 
 def test_no_spend_at_all_reads_as_zero(staff: Client) -> None:

@@ -38,7 +38,7 @@ class JobCostAdmin(admin.ModelAdmin):
 
     list_display = ("when", "job_link", "stage_name", "api_name", "amount", "quantity", "unit", "unit_price_shown")
     list_display_links = ("when",)
-    list_filter = ("stage_name", "api_name", "timestamp")
+    list_filter = ("stage_name", "api_name", "timestamp", "job__status")
     search_fields = ("=job__id", "=idempotency_key", "api_name")
     date_hierarchy = "timestamp"
     ordering = ("-timestamp",)

@@ -107,24 +107,25 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
+def _since(today: dt.date, period: str) -> dt.datetime | None:
+    """The start of ``period`` (UTC midnight ``days - 1`` days before ``today``), ``None`` for all time."""
+    days = PERIODS[period][1]
+    return None if days is None else _midnight(today - dt.timedelta(days=days - 1))
+
+
 def spend_page(*, period: str = "30d", statuses: list[str] | None = None, now: dt.datetime | None = None) -> SpendPage:
     """Read the page's figures: eleven selector calls of one query each, whatever the data's size."""
     chosen = list(statuses or [])
     moment = now or timezone.now()
     today = moment.astimezone(dt.UTC).date()
-
-    def back(days: int) -> dt.datetime:
-        return _midnight(today - dt.timedelta(days=days - 1))
-
-    days = PERIODS[period][1]
-    since = None if days is None else back(days)
+    since = _since(today, period)
     return SpendPage(
         period=period,
         statuses=chosen,
         since=since,
-        today=spend_totals(since=back(1), statuses=chosen),
-        week=spend_totals(since=back(7), statuses=chosen),
-        month=spend_totals(since=back(30), statuses=chosen),
+        today=spend_totals(since=_since(today, "today"), statuses=chosen),
+        week=spend_totals(since=_since(today, "7d"), statuses=chosen),
+        month=spend_totals(since=_since(today, "30d"), statuses=chosen),
         all_time=spend_totals(statuses=chosen),
         holds=spend_holds(now=moment, statuses=chosen),
         per_day=spend_per_day(days=CHART_DAYS, end=today, statuses=chosen),
@@ -141,10 +142,11 @@ def _jobs_url(**params: str) -> str:
     return f"{base}?{urlencode(params)}" if params else base
 
 
-def _ledger_url(page: SpendPage, **params: str) -> str:
-    query = dict(params)
-    if page.since is not None:
-        query["timestamp__gte"] = page.since.isoformat()
+def _ledger_url(since: dt.datetime | None, statuses: list[str]) -> str:
+    """The ledger changelist showing the rows a figure sums: recorded since ``since``, of jobs in the status."""
+    query = {"timestamp__gte": since.isoformat()} if since is not None else {}
+    if statuses:
+        query["job__status__exact"] = statuses[0]
     base = reverse("admin:common_jobcost_changelist")
     return f"{base}?{urlencode(query)}" if query else base
 
@@ -177,6 +179,7 @@ def _context(page: SpendPage) -> dict[str, Any]:
         ("30d", "Last 30 days", page.month),
         ("all", "All time", page.all_time),
     ]
+    today = page.per_day[-1].day
     return {
         "period_label": label,
         "created_label": CREATED[page.period],
@@ -188,6 +191,7 @@ def _context(page: SpendPage) -> dict[str, Any]:
                 "exact": format_money(t.spent),
                 "charges": t.charges,
                 "jobs": t.jobs,
+                "url": _ledger_url(_since(today, key), page.statuses),
             }
             for key, text, t in totals
         ],
@@ -208,7 +212,6 @@ def _context(page: SpendPage) -> dict[str, Any]:
         "api_chart": row_chart(
             "chart-api", f"Spend by API, {label}", [Bar(r.key, r.spent) for r in page.by_api], key="API"
         ),
-        "stage_ledger_url": _ledger_url(page),
         "budget_jobs": [_job_row(j) for j in page.budget_jobs],
         "near_url": _jobs_url(budget="near", **status_query),
         "over_url": _jobs_url(budget="over", **status_query),
@@ -227,7 +230,7 @@ def _context(page: SpendPage) -> dict[str, Any]:
             }
             for r in page.top_users
         ],
-        "ledger_url": _ledger_url(page),
+        "ledger_url": _ledger_url(page.since, page.statuses),
     }
 
 

@@ -2,7 +2,7 @@
 
 The infrastructure's proof: Chromium signs in through the real login form, follows the index's link
 to the jobs changelist, sees the jobs the test wrote, and takes a screenshot at 1,280 px. Whether the
-changelist fits that width is asserted on its own (today it overflows; the console work fixes it).
+changelist fits that width is asserted on its own, with the widest cells the pipeline writes.
 """
 
 from __future__ import annotations
