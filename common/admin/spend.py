@@ -235,7 +235,7 @@ def _context(page: SpendPage) -> dict[str, Any]:
 
 
 def spend_view(request: HttpRequest) -> HttpResponse:
-    """``GET /admin/spend/`` (wrapped in ``admin.site.admin_view``: staff sign-in required).
+    """``GET /admin/spend/`` (``admin:spend``, wrapped in ``admin.site.admin_view``: staff sign-in required).
 
     A bad filter value answers 400 with the form's message and no figures.
     """
