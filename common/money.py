@@ -32,6 +32,7 @@ __all__ = [
     "QUANTITY_DIGITS",
     "QUANTITY_PLACES",
     "ZERO",
+    "format_dollars",
     "format_money",
     "format_share",
     "money_from_sum",
@@ -57,6 +58,7 @@ _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _QUANTITY_QUANTUM = Decimal(1).scaleb(-QUANTITY_PLACES)
 _SHARE_QUANTUM = Decimal(1).scaleb(-SHARE_PLACES)
 _PERCENT_QUANTUM = Decimal("0.1")
+_CENT_QUANTUM = Decimal("0.01")
 _MICRO = 10**MONEY_PLACES
 
 
@@ -158,6 +160,21 @@ def format_money(value: Decimal | None) -> str:
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0")
     return f"{whole}.{fraction:0<2}"
+
+
+def format_dollars(value: Decimal | None) -> str:
+    """An amount for a person reading a list: dollars, two places, thousands grouped (``'$1,234.57'``).
+
+    Rounded half-even to the cent for display only (the detail pages and exports keep the exact
+    6-place figure, :func:`format_money`); ``None`` is ``''``. A non-zero amount under half a cent
+    reads ``'<$0.01'`` rather than a misleading ``'$0.00'``.
+    """
+    if value is None:
+        return ""
+    cents = value.quantize(_CENT_QUANTUM, rounding=ROUND_HALF_EVEN)
+    if not cents and value:
+        return "<$0.01"
+    return f"${cents:,.2f}"
 
 
 def format_share(share: Decimal | None) -> str:

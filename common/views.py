@@ -29,7 +29,7 @@ def landing(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "is_nav_sidebar_enabled": False,
         # The operator's spend page (issue 15 item 1) lives under the admin.
-        "spend_url": f"{reverse('admin:index')}spend/",
+        "spend_url": reverse("admin:spend"),
     }
     return render(request, "common/landing.html", context)
 

@@ -95,7 +95,6 @@ def test_each_landing_link_answers(staff: Client, label: str) -> None:
     assert response.status_code in (200, 503), (href, response.status_code)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 15 item 1: the console work builds /admin/spend/")
 def test_the_spend_link_answers(staff: Client) -> None:
     href = parse(staff.get("/").content.decode()).href("Spend")
     assert staff.get(href).status_code == 200

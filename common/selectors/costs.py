@@ -113,8 +113,8 @@ def reserved_sum(*, now: datetime | None = None) -> Subquery:
 def jobs_reserved(*, now: datetime | None = None) -> dict[UUID, Decimal]:
     """What each job with open holds has reserved at ``now``: one grouped query, jobs holding nothing left out.
 
-    Holds exist only for calls in flight, so this stays small whatever the number of jobs; a report
-    over every job reads it once instead of a subquery per job (``budget_report``).
+    Holds exist only for calls in flight, so this is usually small; a report over every job joins the
+    same grouping in SQL instead, so that its memory does not grow with holds (``budget_report``).
     """
     grouped = holds_open(now=now).order_by().values("job_id").annotate(total=money_sum("amount"))
     return {job_id: money_from_sum(total) for job_id, total in grouped.values_list("job_id", "total")}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from pytest_django.live_server_helper import LiveServer
 
 from tests.browser.conftest import require_chromium
@@ -66,3 +67,35 @@ def test_bad_arguments_exit_2(args: list[str], tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "usage: bin/screenshot" in done.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_readme_regenerates_the_spend_page_picture_with_nothing_running(tmp_path: Path) -> None:
+    """``bin/screenshot --readme OUT``: a throwaway ``make serve`` (its own SQLite file), the spend page, 1,280 px."""
+    if connection.vendor != "sqlite":
+        pytest.skip("runs once, in the SQLite pass: the throwaway server uses its own SQLite file")
+    out = tmp_path / "spend.png"
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--readme", str(out)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {out} (the spend page of a fresh `make serve`, 1280 px wide)"
+    width, height = png_size(out)
+    assert width == 1280
+    assert height > 800  # the whole page: totals, charts and the job lists
+
+
+def test_the_readme_shows_the_committed_spend_page_picture() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "![The spend page" in readme
+    assert "](docs/spend.png)" in readme
+    assert "bin/screenshot --readme" in readme
+    assert png_size(ROOT / "docs" / "spend.png")[0] == 1280
+
+
+def test_readme_refuses_a_second_argument(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--readme", "a.png", "b.png"], capture_output=True, text=True, cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--readme takes at most one argument" in done.stderr

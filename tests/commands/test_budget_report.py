@@ -5,17 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from common.errors import BudgetExceededError
+from common.management.commands import budget_report
 from common.models import Job, JobCost, JobCostHold, JobStatus
 from common.services import costs
+from common.services.jobs import job_fail
 from tests.services.costs_helpers import make_job
 
 pytestmark = pytest.mark.django_db
@@ -101,14 +106,15 @@ def test_table_format(ledger):
     assert "By day" in text
     assert str(ledger["over"].id) in text
     assert "125.0%" in text
-    assert "4 job(s): spent 2.168, reserved 0.20, 1 over budget, 1 near budget (>= 80.0%)" in text
-    assert "video_generation                  6          2.1445" in text
+    # Amounts in the table have all six places, so that they line up (issue 15.5).
+    assert "4 job(s): spent 2.168000, reserved 0.200000, 1 over budget, 1 near budget (>= 80.0%)" in text
+    assert "video_generation                  6         2.144500" in text
 
 
 def test_csv_format_is_one_table(ledger):
     rows = list(csv.DictReader(io.StringIO(run("--format", "csv"))))
     sections = {r["section"] for r in rows}
-    assert sections == {"job", "stage", "api", "day"}
+    assert sections == {"job", "stage", "api", "user", "day"}
     job = next(r for r in rows if r["key"] == str(ledger["near"].id))
     assert job["spent"] == "0.90"
     assert job["budget_status"] == "near"
@@ -198,3 +204,80 @@ def test_expired_holds_do_not_count_as_reserved():
     hold = costs.reserve(job.id, "video_generation", "svd", Decimal("0.50"))
     JobCostHold.objects.filter(id=hold.id).update(created_at=timezone.now() - timedelta(days=1))
     assert as_json()["jobs"][0]["reserved"] == "0.00"
+
+
+# --------------------------------------------------------------------------- issue 15.5: the table and options
+
+
+def test_table_headers_name_each_column_once(ledger):
+    header = run("--section", "jobs").splitlines()[1].split()
+    assert header == ["job_id", "status", "spent", "reserved", "budget", "used", "state"]
+    assert len(header) == len(set(header))
+
+
+def test_table_amounts_have_six_places_everywhere(ledger):
+    text = run()
+    amounts = re.findall(r"(?<![\w.-])\d+\.\d+(?![\w%])", text)
+    assert amounts  # the check below is not vacuous
+    assert {len(a.split(".")[1]) for a in amounts} == {6}
+    # Right-aligned with six places, the decimal points line up in each column.
+    job_lines = [line for line in text.splitlines() if str(ledger["near"].id) in line or str(ledger["over"].id) in line]
+    assert len({line.index(".") for line in job_lines}) == 1
+
+
+def test_a_job_stopped_by_its_budget_is_over():
+    job = make_job("1.00", status=JobStatus.PROCESSING)
+    costs.track_cost(job.id, "video_generation", "svd", Decimal("0.85"))
+    with pytest.raises(BudgetExceededError):
+        costs.track_cost(job.id, "video_generation", "svd", Decimal("0.20"), enforce=True)
+    job_fail(job_id=job.id, error=BudgetExceededError("the budget", job_id=job.id))
+    assert as_json()["jobs"][0]["budget_status"] == "over"
+    assert as_json()["summary"]["over_budget"] == 1
+    assert next(csv.DictReader(io.StringIO(run("--format", "csv"))))["budget_status"] == "over"
+    assert re.search(r"85\.0%  over\n", run())
+    assert len(as_json("--over-budget")["jobs"]) == 1
+    with pytest.raises(CommandError):
+        run("--fail-on-over-budget")
+
+
+def test_no_blank_line_leads_when_the_jobs_section_is_left_out(ledger):
+    text = run("--section", "api")
+    assert text.startswith("By API\n")
+    both = run("--section", "api", "--section", "day")
+    assert both.startswith("By API\n")
+    assert "\n\nBy day\n" in both  # sections are still separated
+
+
+def test_csv_job_rows_count_their_charges(ledger):
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(run("--format", "csv"))) if r["section"] == "job"}
+    assert rows[str(ledger["over"].id)]["charges"] == "5"
+    assert rows[str(ledger["near"].id)]["charges"] == "2"
+    assert rows[str(ledger["fresh"].id)]["charges"] == "0"  # a hold is not a charge
+    assert sum(int(r["charges"]) for r in rows.values()) == JobCost.objects.count()
+
+
+@pytest.mark.parametrize("args", [("--section", "api", "stage"), ("--section", "api", "--section", "stage")])
+def test_section_takes_both_forms(ledger, args):
+    data = as_json(*args)
+    assert "by_api" in data
+    assert "by_stage" in data
+    assert "jobs" not in data
+    assert "by_day" not in data
+
+
+def test_the_readme_synopsis_runs(ledger):
+    """Every option of the README's synopsis line for budget_report is accepted as written there."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    synopsis = readme[readme.index("manage.py budget_report [") :].split("\nmanage.py reconcile_costs")[0]
+    sections = re.search(r"\[--section ([a-z|]+) \.\.\.\]", synopsis)
+    assert sections is not None
+    names = sections.group(1).split("|")
+    assert names == list(budget_report.SECTIONS)
+    data = as_json("--section", *names)
+    assert {"jobs", "by_stage", "by_api", "by_user", "by_day"} <= set(data)
+
+
+def test_by_user_groups_the_ledger_by_the_jobs_user(ledger):
+    by_user = {r["user"]: (r["charges"], r["total"]) for r in as_json()["by_user"]}
+    assert by_user[str(ledger["user"])] == (7, "2.15")
+    assert sum(c for c, _ in by_user.values()) == JobCost.objects.count()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 from django.core.management import call_command
 
-from common.models import Job, JobCost, JobCostHold, JobStatus, StageStatus
+from common.models import Job, JobCost, JobCostHold, JobStage, JobStatus, StageStatus
 from common.services import costs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,3 +59,31 @@ def test_demo_is_repeatable():
     assert Job.objects.count() == 6
     # Each run's report shows only its own three jobs.
     assert "3 job(s)" in second
+
+
+def test_demo_reads_well_a_summary_last_and_realistic_data(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15 item 6: warnings only by default, the summary last, progress and durations as a run leaves them."""
+    caplog.set_level(logging.DEBUG)
+    text = run_demo()
+    assert [r.levelname for r in caplog.records if r.name.startswith("common")] == ["WARNING", "WARNING"]
+    tail = text[text.index("\nSummary\n") :]
+    assert "Budget report" not in tail  # the summary comes after the report
+    assert "FAILED BUDGET_EXCEEDED at video_generation" in tail
+    assert "/admin/spend/" in tail
+    assert text.rstrip().endswith("`-v 2` shows the JSON logs.")
+    failed = Job.objects.get(status=JobStatus.FAILED)
+    # The failed job shows the progress it reached: four stages done and some clips (of six stages).
+    assert 66 <= failed.progress < 83
+    assert f"{failed.progress}% done" in tail
+    assert failed.current_stage == "video_generation"
+    for stage in JobStage.objects.all():
+        assert stage.duration_seconds is not None
+        assert stage.duration_seconds >= 1, (stage.stage_name, stage.duration_seconds)
+
+
+def test_demo_shows_every_log_line_at_verbosity_2(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    call_command("demo", "--delay", "0", "--clips", "4", "--stage-seconds", "0", "-v", "2", stdout=io.StringIO())
+    levels = {r.levelname for r in caplog.records if r.name.startswith("common")}
+    assert "INFO" in levels  # "job created", "stage started" ... (4 clips: no budget is hit)
+    assert logging.getLogger("common").level == logging.NOTSET  # restored after the run

@@ -1,19 +1,17 @@
-"""Admin for the pipeline's jobs and their cost ledger.
+"""Admin for the pipeline's jobs: the changelist an operator scans and the job page.
 
 Jobs change state only through the lifecycle service (``common.services.jobs``),
 so the admin shows them read-only apart from the budget, which it changes through
 :func:`~common.services.jobs.job_set_budget` (the row locked, only the budget
 written, so spend charged while the form was open is kept), and offers a "cancel"
-action that calls :func:`~common.services.jobs.job_cancel`. The cost ledger is
-append-only: nobody, superusers included, may add, change or delete a row here.
-Every changelist column comes from the listed row itself, so a page of 100 jobs
-costs the same number of queries as a page of one.
+action that calls :func:`~common.services.jobs.job_cancel`. Every changelist column
+comes from the listed row itself (the share used is an annotation), so a page of 100
+jobs costs the same number of queries as a page of one. Money is shown in dollars and
+cents in the list and exactly on the job page and in the CSV export.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -24,80 +22,21 @@ from django.db.models import Prefetch, QuerySet
 from django.forms.formsets import BaseFormSet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from common.admin.budget import budget_share_expression, job_state
+from common.admin.display import CONSOLE_CSS, dollars, moment, share_bar, short_id, wrappable
+from common.admin.export import export_jobs_csv
+from common.admin.job_page import money_block, recent_charges, stage_notes
+from common.budget import STATES, budget_state_expr, near_share
 from common.errors import ValidationError
 from common.models import Job, JobCost, JobStage
 from common.money import format_money, format_share, validate_money
 from common.services.jobs import job_cancel, job_set_budget
 from common.services.recovery import job_fail_worker_lost, job_requeue
 
-__all__ = ["JobAdmin", "JobCostAdmin", "export_jobs_csv"]
-
-CSV_HEADER = (
-    "job_id",
-    "user_id",
-    "status",
-    "current_stage",
-    "progress",
-    "total_cost",
-    "budget_limit",
-    "created_at",
-    "completed_at",
-    "cost_id",
-    "cost_stage_name",
-    "cost_api_name",
-    "cost",
-    "cost_quantity",
-    "cost_unit",
-    "cost_unit_price",
-    "cost_timestamp",
-    "cost_idempotency_key",
-)
-
-
-def _text(value: Any) -> str:
-    """CSV cell: ``None`` as empty, Decimal as its exact string, datetimes in ISO 8601."""
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
-
-
-def export_jobs_csv(jobs: Iterable[Job]) -> str:
-    """Return CSV text: one row per ledger row of each job (a job without costs gets one row)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_HEADER)
-    for job in jobs:
-        head = [
-            job.id,
-            job.user_id,
-            job.status,
-            job.current_stage,
-            job.progress,
-            job.total_cost,
-            job.budget_limit,
-            job.created_at,
-            job.completed_at,
-        ]
-        costs = list(job.costs.all())
-        if not costs:
-            writer.writerow([_text(v) for v in head] + [""] * 9)
-        for cost in costs:
-            tail = [
-                cost.id,
-                cost.stage_name,
-                cost.api_name,
-                cost.cost,
-                cost.quantity,
-                cost.unit,
-                cost.unit_price,
-                cost.timestamp,
-                cost.idempotency_key,
-            ]
-            writer.writerow([_text(v) for v in head + tail])
-    return buffer.getvalue()
+__all__ = ["BudgetListFilter", "JobAdmin", "JobStageInline"]
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -120,32 +59,66 @@ class _ReadOnlyInline(admin.TabularInline):
 
 
 class JobStageInline(_ReadOnlyInline):
-    """A job's stages, read-only: stages change only through the lifecycle service."""
+    """A job's stages, read-only: stages change only through the lifecycle service.
+
+    The metadata is shown for a person (:func:`~common.admin.job_page.stage_notes`): a failed
+    stage's error as its code, message and details, not as a JSON blob.
+    """
 
     model = JobStage
     ordering = ("started_at",)
-    fields = (
-        "stage_name",
-        "status",
-        "attempts",
-        "started_at",
-        "completed_at",
-        "duration_seconds",
-        "cost",
-        "lease_owner",
-        "lease_expires_at",
-        "metadata",
-    )
+    fields = ("stage_name", "status", "attempts", "started", "duration", "spent", "lease", "notes")
     readonly_fields = fields
 
+    @admin.display(description="Started")
+    def started(self, stage: JobStage) -> SafeString:
+        """When the stage (last) started."""
+        return moment(stage.started_at)
 
-class JobCostInline(_ReadOnlyInline):
-    """A job's ledger rows, read-only for everybody (the ledger is append-only)."""
+    @admin.display(description="Duration")
+    def duration(self, stage: JobStage) -> str:
+        """Whole seconds from start to end ("-" while it runs)."""
+        return "-" if stage.duration_seconds is None else f"{stage.duration_seconds} s"
 
-    model = JobCost
-    ordering = ("timestamp",)
-    fields = ("timestamp", "stage_name", "api_name", "cost", "quantity", "unit", "unit_price", "idempotency_key")
-    readonly_fields = fields
+    @admin.display(description="Cost")
+    def spent(self, stage: JobStage) -> str:
+        """The stage's cost rolled up from the ledger, exact."""
+        return f"${format_money(stage.cost)}"
+
+    @admin.display(description="Lease")
+    def lease(self, stage: JobStage) -> SafeString:
+        """The worker holding the stage and until when ("-" when none)."""
+        if not stage.lease_owner:
+            return format_html("{}", "-")
+        return format_html("{} until {}", stage.lease_owner, moment(stage.lease_expires_at))
+
+    @admin.display(description="Notes")
+    def notes(self, stage: JobStage) -> SafeString:
+        """The stage's metadata, its error spelled out."""
+        return stage_notes(stage)
+
+
+class BudgetListFilter(admin.SimpleListFilter):
+    """``ok`` / ``near`` / ``over`` budget (the rule of :mod:`common.budget`; near from the first warning threshold)."""
+
+    title = "budget"
+    parameter_name = "budget"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        """The three states, the threshold named."""
+        mark = format_share(near_share())
+        return [
+            ("ok", f"ok (under {mark})"),
+            ("near", f"near (at or above {mark})"),
+            ("over", "over (or stopped by it)"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        """The jobs in the chosen state (all of them when none is chosen)."""
+        value = self.value()
+        if value in STATES:
+            return queryset.annotate(budget_state=budget_state_expr()).filter(budget_state=value)
+        return queryset
 
 
 class JobBudgetForm(forms.ModelForm):
@@ -169,16 +142,19 @@ class JobAdmin(admin.ModelAdmin):
     """Jobs: status, stage, progress and spend against budget; cancel or export the selection."""
 
     list_display = (
-        "id",
+        "job",
+        "user",
         "status",
-        "current_stage",
-        "progress",
-        "total_cost",
-        "budget_limit",
+        "stage",
+        "progress_shown",
+        "spent",
+        "budget",
         "budget_used",
-        "created_at",
+        "error",
+        "created",
     )
-    list_filter = ("status", ("current_stage", admin.AllValuesFieldListFilter), "created_at")
+    list_display_links = ("job",)
+    list_filter = ("status", BudgetListFilter, ("current_stage", admin.AllValuesFieldListFilter), "created_at")
     search_fields = ("=id", "=user_id", "user_prompt")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
@@ -186,12 +162,13 @@ class JobAdmin(admin.ModelAdmin):
     show_full_result_count = False
     form = JobBudgetForm
     actions = ("cancel_jobs", "export_csv", "requeue_stale_jobs", "fail_stale_jobs")
-    inlines = (JobStageInline, JobCostInline)
+    inlines = (JobStageInline,)
     fieldsets = (
         (None, {"fields": ("id", "user_id", "status", "current_stage", "progress", "estimated_remaining")}),
-        ("Request", {"fields": ("audio_url", "user_prompt")}),
-        ("Money", {"fields": ("total_cost", "reserved_cost", "budget_limit", "budget_used")}),
         ("Outcome", {"fields": ("video_url", "error_code", "error_message")}),
+        ("Money", {"fields": ("money", "budget_limit")}),
+        ("Ledger", {"fields": ("charges",)}),
+        ("Request", {"fields": ("audio_url", "user_prompt")}),
         ("Times", {"fields": ("created_at", "updated_at", "completed_at")}),
     )
     # Everything but the budget is written by the pipeline; raising a budget is an operator's call.
@@ -204,9 +181,8 @@ class JobAdmin(admin.ModelAdmin):
         "estimated_remaining",
         "audio_url",
         "user_prompt",
-        "total_cost",
-        "reserved_cost",
-        "budget_used",
+        "money",
+        "charges",
         "video_url",
         "error_code",
         "error_message",
@@ -247,10 +223,71 @@ class JobAdmin(admin.ModelAdmin):
             return []  # "No fields changed."
         return [{"changed": {"fields": [f"budget limit from {format_money(old)} to {format_money(new)}"]}}]
 
-    @admin.display(description="Budget used")
-    def budget_used(self, obj: Job) -> str:
-        """Share of the budget spent, as a percentage ("-" for a zero budget)."""
-        return format_share(obj.budget_used_share)
+    class Media:
+        css = {"all": (CONSOLE_CSS,)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        """The jobs with their share of the budget used, to sort by it."""
+        return super().get_queryset(request).annotate(budget_share=budget_share_expression())
+
+    @admin.display(description="Job", ordering="id")
+    def job(self, obj: Job) -> SafeString:
+        """The job's short id (the full id in the tooltip), the link to its page."""
+        return short_id(obj.id)
+
+    @admin.display(description="User", ordering="user_id")
+    def user(self, obj: Job) -> SafeString:
+        """The user's short id, linking to the changelist of that user's jobs."""
+        return format_html('<a href="?user_id={}">{}</a>', obj.user_id, short_id(obj.user_id))
+
+    @admin.display(description="Stage", ordering="current_stage")
+    def stage(self, obj: Job) -> SafeString:
+        """The stage the job is in (or stopped in), allowed to wrap after its underscores."""
+        return wrappable(obj.current_stage or "-")
+
+    @admin.display(description="Error", ordering="error_code")
+    def error(self, obj: Job) -> SafeString:
+        """The error code of a failed or cancelled job, its message in the tooltip."""
+        if not obj.error_code:
+            return format_html("{}", "-")
+        return format_html(
+            '<code class="vg-code" title="{}">{}</code>', obj.error_message or "", wrappable(obj.error_code)
+        )
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_shown(self, obj: Job) -> str:
+        """Progress in percent."""
+        return f"{obj.progress}%"
+
+    @admin.display(description="Spent", ordering="total_cost")
+    def spent(self, obj: Job) -> SafeString:
+        """What the job has spent, in dollars and cents (exact in the tooltip)."""
+        return dollars(obj.total_cost)
+
+    @admin.display(description="Budget", ordering="budget_limit")
+    def budget(self, obj: Job) -> SafeString:
+        """The job's budget, in dollars and cents."""
+        return dollars(obj.budget_limit)
+
+    @admin.display(description="Budget used", ordering="budget_share")
+    def budget_used(self, obj: Job) -> SafeString:
+        """Share of the budget spent as a bar coloured ok/near/over, with the percentage ("-" for a zero budget)."""
+        return share_bar(obj.budget_used_share, job_state(obj))
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Job) -> SafeString:
+        """When the job was created, compact."""
+        return moment(obj.created_at)
+
+    @admin.display(description="Money")
+    def money(self, obj: Job) -> SafeString:
+        """Spent, open holds, budget, remaining, share used, and spend by stage and by API (exact amounts)."""
+        return money_block(obj)
+
+    @admin.display(description="Latest charges")
+    def charges(self, obj: Job) -> SafeString:
+        """The latest ledger rows and a link to all of them in the ledger."""
+        return recent_charges(obj)
 
     @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -320,29 +357,3 @@ def _who(request: HttpRequest) -> str:
     user = getattr(request, "user", None)
     name = user.get_username() if user is not None and hasattr(user, "get_username") else ""
     return f"admin:{name or '?'}"
-
-
-@admin.register(JobCost)
-class JobCostAdmin(admin.ModelAdmin):
-    """The cost ledger: view only, for everybody (superusers included)."""
-
-    list_display = ("timestamp", "job_id", "stage_name", "api_name", "cost", "quantity", "unit", "unit_price")
-    list_filter = ("stage_name", "api_name", "timestamp")
-    search_fields = ("=job__id", "=idempotency_key", "api_name")
-    date_hierarchy = "timestamp"
-    ordering = ("-timestamp",)
-    list_per_page = 100
-    show_full_result_count = False
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """The ledger is append-only and written by the cost tracker only."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: JobCost | None = None) -> bool:
-        """Ledger rows are never changed."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: JobCost | None = None) -> bool:
-        """Ledger rows are never deleted."""
-        return False
