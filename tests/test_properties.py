@@ -670,6 +670,63 @@ def test_reconciliation(data):
     only_pipeline_errors(job.id, lambda: call(**args))
 
 
+WINDOW_EDGE: Arg = (
+    st.one_of(st.none(), st.just(timezone.now() - timedelta(days=3))),
+    st.one_of(st.datetimes(), st.datetimes(timezones=st.just(timezone.get_current_timezone())), hostile),
+)
+STATUSES: Arg = (
+    st.sampled_from([(), ("processing",), ["queued", "failed"]]),
+    st.one_of(st.lists(hostile, max_size=3), hostile),
+)
+SCOPE: Arg = (
+    st.sampled_from([None, selectors.JobScope(), selectors.JobScope(over_budget=True)]),
+    anything,
+)
+
+
+@guard(4)
+@given(st.data())
+def test_spend_selectors(data):
+    job = new_job()
+    charges.charge_record(job_id=job.id, stage="video_generation", api_name="svd", cost=Decimal("0.06"))
+    action = data.draw(
+        st.sampled_from(["totals", "holds", "by", "by_day", "per_day", "top_jobs", "top_users", "states"])
+    )
+    window = {"since": WINDOW_EDGE, "until": WINDOW_EDGE, "statuses": STATUSES, "scope": SCOPE}
+    limit: Arg = (st.integers(1, 20), st.one_of(numbers, hostile))
+    spec: dict[str, Arg] = {
+        "totals": window,
+        "holds": {"now": MOMENT, "statuses": STATUSES, "scope": SCOPE},
+        "by": {"by": (st.sampled_from(["stage", "api", "user"]), hostile), **window},
+        "by_day": window,
+        "per_day": {
+            "days": (st.integers(1, 40), st.one_of(numbers, hostile)),
+            "end": (st.one_of(st.none(), st.dates()), st.one_of(st.datetimes(), hostile)),
+            "statuses": STATUSES,
+            "scope": SCOPE,
+        },
+        "top_jobs": {"limit": limit, **window},
+        "top_users": {"limit": limit, **window},
+        "states": {
+            "states": (st.sampled_from([("near", "over"), ("ok",)]), st.one_of(st.lists(hostile, max_size=3), hostile)),
+            "limit": limit,
+            **window,
+        },
+    }[action]
+    call: Callable[..., Any] = {
+        "totals": selectors.spend_totals,
+        "holds": selectors.spend_holds,
+        "by": selectors.spend_by,
+        "by_day": selectors.spend_by_day,
+        "per_day": selectors.spend_per_day,
+        "top_jobs": selectors.spend_top_jobs,
+        "top_users": selectors.spend_top_users,
+        "states": selectors.jobs_budget_states,
+    }[action]
+    args = draw_args(data, spec, job=job)
+    only_pipeline_errors(job.id, lambda: call(**args))
+
+
 CALLER: Arg = (
     st.sampled_from([SupabaseUser(id=USER), SupabaseUser(id=uuid.uuid4()), None]),
     st.one_of(st.builds(SupabaseUser, id=st.uuids()), anything),
@@ -737,6 +794,9 @@ def test_the_guard_covers_every_public_service_and_selector():
         # workers: leases and recovery
         "stage_heartbeat", "stage_complete_leased", "stage_fail_leased", "stage_lease",
         "job_requeue", "job_fail_worker_lost", "recover_jobs",
+        # spend across jobs (the spend page and budget_report)
+        "spend_totals", "spend_holds", "spend_by", "spend_by_day", "spend_per_day", "spend_top_jobs",
+        "spend_top_users", "jobs_budget_states",
         # reconciliation with the ledger
         "jobs_cost_mismatches", "job_ledger_total", "job_costs_repair",
         # the selectors
@@ -749,6 +809,7 @@ def test_the_guard_covers_every_public_service_and_selector():
         # Reservation the cost verbs, StageLease the lease verbs); results and price rows are data
         "CostTracker", "CostSummary", "JobSpend", "ApiPrice", "Reservation", "StageLease", "StaleJob",
         "RecoveryReport", "CostMismatch", "cost_tracker",
+        "SpendTotals", "HoldsTotal", "SpendRow", "DaySpend", "JobBudget", "JobSpendRow", "JobScope",
         # constants and signals
         "DEFAULT_API_PRICES", "UNITS", "INVALID_TRANSITION", "TOO_MANY_ATTEMPTS", "IDEMPOTENCY_CONSTRAINT",
         "JOB_NOT_STALE", "STALE_LEASE_EXPIRED", "STALE_QUEUED", "job_finished", "job_requeued",

@@ -160,8 +160,18 @@ class JobScope:
 
     @classmethod
     def of(cls, scope: JobScope | None) -> JobScope:
-        """``scope``, or the scope of every job for ``None``."""
-        return cls() if scope is None else scope
+        """``scope``, or the scope of every job for ``None``.
+
+        Raises:
+            ValidationError: ``scope`` is neither ``None`` nor a ``JobScope``.
+        """
+        if scope is None:
+            return cls()
+        if not isinstance(scope, JobScope):
+            raise ValidationError(
+                f"scope must be a JobScope or None, got {type(scope).__name__}", details={"field": "scope"}
+            )
+        return scope
 
     def q(self, prefix: str = "", *, statuses: Iterable[str] = ()) -> Q:
         """These filters and ``statuses`` as a ``Q`` on ``Job`` (``prefix=""``) or the ledger/holds (``"job__"``).
@@ -198,8 +208,18 @@ def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[dt.da
     return since, until
 
 
+def _names(values: Iterable[str], field: str) -> list[str]:
+    """``values`` as a list of strings: a list, tuple or set of text, never one string or another object."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(f"{field} must be a list of names, got {type(values).__name__}", details={"field": field})
+    chosen = list(values)
+    if not all(isinstance(value, str) for value in chosen):
+        raise ValidationError(f"{field} must hold text only, got {chosen!r:.80}", details={"field": field})
+    return chosen
+
+
 def _statuses(statuses: Iterable[str]) -> list[str]:
-    chosen = list(statuses)
+    chosen = _names(statuses, "statuses")
     unknown = sorted(set(chosen) - set(JobStatus.values))
     if unknown:
         raise ValidationError(
@@ -434,7 +454,7 @@ def jobs_budget_states(
     ties are broken by the newest job first.
     """
     limit = _limit(limit)
-    wanted = list(states)
+    wanted = _names(states, "states")
     if not wanted or set(wanted) - set(STATES):
         raise ValidationError(
             f"states must be some of {', '.join(STATES)}, got {wanted!r:.80}", details={"field": "states"}
