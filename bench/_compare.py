@@ -3,7 +3,7 @@
 The machine is shared, so a figure on its own means little: every case is measured in the same
 rounds as its baseline, the order rotating each round, and the ratio is taken round by round (a busy
 moment slows both sides of that round alike). Printed: the median time per call of each case with the
-min–max of its rounds, and the median speed ratio ``baseline time / case time`` with its min–max
+min-max of its rounds, and the median speed ratio ``baseline time / case time`` with its min-max
 (above 1.00x: faster than the baseline).
 """
 
@@ -86,6 +86,5 @@ def print_table(title: str, results: list[Result], *, baseline: str, unit: str =
             print(f"  {r.name:<{width}}{figure}   baseline")
         else:
             print(
-                f"  {r.name:<{width}}{figure}   speed {r.ratio:.2f}x baseline "
-                f"[{min(r.ratios):.2f}-{max(r.ratios):.2f}]"
+                f"  {r.name:<{width}}{figure}   speed {r.ratio:.2f}x baseline [{min(r.ratios):.2f}-{max(r.ratios):.2f}]"
             )

@@ -105,11 +105,19 @@ def main() -> None:
         for kind, record in records().items():
             line = ours.format(record)
             assert not any(secret in line for secret in secrets), f"a secret leaked in the {kind} line"
+
+            # Each call formats the record as its first handler would: ours caches the traceback text on
+            # the record (as logging.Formatter does), so it is cleared before every call of either.
+            def run_theirs(record: logging.LogRecord = record) -> str:
+                record.exc_text = None
+                return theirs.format(record)
+
+            def run_ours(record: logging.LogRecord = record) -> str:
+                record.exc_text = None
+                return ours.format(record)
+
             results = compare(
-                {
-                    "python-json-logger": lambda record=record: theirs.format(record),
-                    "common.log": lambda record=record: ours.format(record),
-                },
+                {"python-json-logger": run_theirs, "common.log": run_ours},
                 baseline="python-json-logger",
                 rounds=args.rounds,
                 seconds=args.seconds,

@@ -22,12 +22,11 @@ from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
 from enum import Enum
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from common.masking import CREDENTIAL_PARAM_NAMES
+from common.log_redaction import as_in_json, configured_secrets, redact
 
 __all__ = [
     "QUIET_LOGGERS",
@@ -193,55 +192,9 @@ def _make_record(
 logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
 
 
-# --------------------------------------------------------------------------- redaction
+# ------------------------------------------------------------ reserved fields (redaction: common.log_redaction)
 
 _RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logger", "exception", "format_error")
-
-_REDACTED = "[REDACTED]"
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
-# URL credentials in query parameters (?password=, ?token=, ?key=, ?access_token=, &signature=, X-Amz-Signature=,
-# Django signed "sig" ...: the names common.masking masks). The value stops at a backslash too, so redacting a
-# serialised JSON line never eats an escape.
-_URL_TOKEN = re.compile(rf"(?i)([?&;](?:{CREDENTIAL_PARAM_NAMES})=)[^&\s\"'\\]+")
-# The password of scheme://user:password@host (up to the last "@" before the path): any length, configured or not.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:\"'\\]*:)[^\s/\"'\\]+@")
-_KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
-
-
-def _configured_secrets() -> tuple[str, ...]:
-    """Secret values of the environment (valid or not, so an invalid setup still redacts); empty if unreadable."""
-    try:
-        from common.env import get_secret_values
-
-        return get_secret_values()
-    except Exception:  # noqa: BLE001 - redaction must never break logging
-        return ()
-
-
-@lru_cache(maxsize=4)
-def _as_in_json(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """The secrets plus their forms inside a JSON string (a quote, backslash or tab escaped), longest first."""
-    forms = set(secrets) | {json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets}
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-def redact(text: str, secrets: Sequence[str] | None = None) -> str:
-    """Replace configured secrets, bearer tokens, URL credentials and key shapes in ``text``."""
-    for secret in secrets if secrets is not None else _configured_secrets():
-        if secret and secret in text:
-            text = text.replace(secret, _REDACTED)
-    # The patterns cost a few microseconds per line even when nothing matches (this runs on every log
-    # record, twice); a substring test for the literal each match needs skips them.
-    if "bearer" in text.lower():
-        text = _BEARER.sub(rf"\1 {_REDACTED}", text)
-    if "=" in text:
-        text = _URL_TOKEN.sub(rf"\1{_REDACTED}", text)
-    if "://" in text and "@" in text:
-        text = _URL_PASSWORD.sub(rf"\1{_REDACTED}@", text)
-    if "sk-" in text or "r8_" in text or "sb_secret_" in text:
-        text = _KEY_SHAPES.sub(_REDACTED, text)
-    return text
-
 
 # --------------------------------------------------------------------------- JSON conversion
 
@@ -360,35 +313,46 @@ class JsonFormatter(logging.Formatter):
             return self._fallback(record, exc)
 
     def _format(self, record: logging.LogRecord) -> str:
-        secrets = _configured_secrets()
+        secrets = configured_secrets()
+        json_secrets = as_in_json(secrets)
         format_error = None
         try:
             message = record.getMessage()
         except Exception as exc:  # noqa: BLE001 - bad %-args, a raising __str__/__repr__
             message = f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}" if record.args else _safe_repr(record.msg)
             format_error = f"{type(exc).__name__}: {_safe_str(exc)}"
-        extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
-        payload: dict[str, Any] = {
-            "timestamp": _iso(dt.datetime.fromtimestamp(record.created, dt.UTC)),
-            "level": record.levelname,
-            "module": record.name,
-            "job_id": _converted(extras.pop("job_id", None) or _job_id.get()),
-            "stage": _converted(extras.pop("stage", None) or _stage.get()),
-            "message": redact(message, secrets),
-        }
-        for key, value in extras.items():
-            name = _key(key)
-            payload[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
+        fields = record.__dict__
+        extra_keys = fields.keys() - _RECORD_ATTRS  # one set operation; most records have no extras
+        extras = {key: fields[key] for key in fields if key in extra_keys} if extra_keys else {}
+        # The line is built in pieces, each redacted once: the serialised pieces (level, module, job id, stage,
+        # extras) as the JSON text they are (configured secrets in their JSON forms too, bearer tokens, URL
+        # credentials, key shapes; the replacements keep the JSON valid), the texts (message, format error,
+        # exception) before serialising and again after it when it escaped anything. No match can span two
+        # pieces (every pattern stops at a quote), so this is the whole line's redaction, without scanning
+        # the message twice.
+        head = (
+            f'{{"timestamp": "{_timestamp(record.created)}", "level": {_json(record.levelname)}, '
+            f'"module": {_json(record.name)}, '
+            f'"job_id": {_json_value(extras.pop("job_id", None) or _job_id.get())}, '
+            f'"stage": {_json_value(extras.pop("stage", None) or _stage.get())}, "message": '
+        )
+        parts = [redact(head, json_secrets), _json_text(message, secrets, json_secrets)]
+        if extras:
+            body = {}
+            for key, value in extras.items():
+                name = _key(key)
+                body[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
+            parts.append(redact(f", {_ENCODER.encode(body)[1:-1]}", json_secrets))
         if format_error is not None:
-            payload["format_error"] = redact(format_error, secrets)
+            parts.append(f', "format_error": {_json_text(format_error, secrets, json_secrets)}')
         if record.exc_info:
-            payload["exception"] = redact(self.formatException(record.exc_info), secrets)
+            if not record.exc_text:  # cached on the record, as logging.Formatter does, for the other handlers
+                record.exc_text = self.formatException(record.exc_info)
+            parts.append(f', "exception": {_json_text(record.exc_text, secrets, json_secrets)}')
         elif record.exc_text:
-            payload["exception"] = redact(record.exc_text, secrets)
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_safe_repr)
-        # Redact what arrived through extra fields (configured secrets, as serialised, bearer tokens,
-        # URL credentials, key shapes) on the serialised line; the replacements keep the JSON valid.
-        return _valid_utf8(redact(text, _as_in_json(secrets)))
+            parts.append(f', "exception": {_json_text(record.exc_text, secrets, json_secrets)}')
+        parts.append("}")
+        return _valid_utf8("".join(parts))
 
     def _fallback(self, record: logging.LogRecord, exc: Exception) -> str:
         """The line for a record that could not be formatted: still its message and job, still redacted."""
@@ -408,9 +372,9 @@ class JsonFormatter(logging.Formatter):
                 "message": message,
                 "format_error": f"{type(exc).__name__}: {_safe_str(exc)}",
             }
-            secrets = _configured_secrets()
+            secrets = configured_secrets()
             text = json.dumps(payload, ensure_ascii=False)
-            return _valid_utf8(redact(redact(text, secrets), _as_in_json(secrets)))
+            return _valid_utf8(redact(redact(text, secrets), as_in_json(secrets)))
         except Exception:  # noqa: BLE001 - nothing of the record can be shown safely
             return json.dumps(
                 {
@@ -427,6 +391,47 @@ def _converted(value: Any) -> Any:
         return _to_jsonable(value)
     except Exception:  # noqa: BLE001 - a broken object must not lose the line
         return f"<unrepresentable {type(value).__name__}>"
+
+
+# The encoder json.dumps(ensure_ascii=False, allow_nan=False, default=_safe_repr) builds on every call, built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_safe_repr)
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what that encoder uses for a str
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text, as :data:`_ENCODER` writes it (a str directly)."""
+    return _encode_str(value) if type(value) is str else _ENCODER.encode(value)
+
+
+def _json_value(value: Any) -> str:
+    """:func:`_converted` ``value`` as JSON text (``null`` and strings directly)."""
+    if value is None:
+        return "null"
+    return _encode_str(value) if type(value) is str else _ENCODER.encode(_converted(value))
+
+
+def _json_text(text: str, secrets: Sequence[str], json_secrets: Sequence[str]) -> str:
+    """``text`` redacted, as a JSON string, redacted again in its JSON form when serialising escaped anything."""
+    encoded = _encode_str(redact(text, secrets))
+    # Without a backslash the JSON form is the redacted text between quotes, and redacting again changes nothing.
+    return redact(encoded, json_secrets) if "\\" in encoded else encoded
+
+
+_last_second: tuple[float, str] = (math.nan, "")
+
+
+def _timestamp(created: float) -> str:
+    """``created`` as ``2026-01-31T12:00:00.123Z``, exactly as :func:`_iso` gives it, the seconds part cached."""
+    global _last_second
+    moment = dt.datetime.fromtimestamp(created, dt.UTC)
+    second = created // 1
+    if moment.microsecond == 0 and created - second > 0.5:  # rounded up into the next second
+        second += 1
+    cached_second, prefix = _last_second
+    if cached_second != second:
+        prefix = moment.replace(microsecond=0).isoformat()[:19]
+        _last_second = (second, prefix)
+    return f"{prefix}.{moment.microsecond // 1000:03d}Z"
 
 
 # Loggers kept quieter than the root level by default. Django logs every 4xx/5xx request itself; httpx logs
