@@ -75,8 +75,14 @@ def compare(
     return [Result(name, samples[name], [b / s for b, s in zip(base, samples[name], strict=True)]) for name in names]
 
 
-def print_table(title: str, results: list[Result], *, baseline: str, unit: str = "µs/call") -> None:
-    """Print one block: median and spread of each case, and its speed ratio to ``baseline`` (same rounds)."""
+def print_table(
+    title: str, results: list[Result], *, baseline: str, unit: str = "µs/call", also: str | None = None
+) -> None:
+    """Print one block: median and spread of each case, and its speed ratio to ``baseline`` (same rounds).
+
+    ``also`` names a second baseline among the cases: each case's ratio to it, round by round, is added.
+    """
+    second = next((r.us for r in results if r.name == also), None)
     rounds = len(results[0].us)
     print(f"== {title} ({rounds} interleaved rounds; median [min-max])")
     width = max(len(r.name) for r in results) + 2
@@ -85,6 +91,10 @@ def print_table(title: str, results: list[Result], *, baseline: str, unit: str =
         if r.name == baseline:
             print(f"  {r.name:<{width}}{figure}   baseline")
         else:
-            print(
+            line = (
                 f"  {r.name:<{width}}{figure}   speed {r.ratio:.2f}x baseline [{min(r.ratios):.2f}-{max(r.ratios):.2f}]"
             )
+            if second is not None and r.name != also:
+                ratios = [b / s for b, s in zip(second, r.us, strict=True)]
+                line += f"  {statistics.median(ratios):.2f}x {also} [{min(ratios):.2f}-{max(ratios):.2f}]"
+            print(line)
