@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Result", "calibrate", "compare", "print_table"]
+__all__ = ["Result", "calibrate", "compare", "print_table", "results_of"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,14 @@ def compare(
             samples[name].append(_round(cases[name], calls[name]))
     base = samples[baseline]
     return [Result(name, samples[name], [b / s for b, s in zip(base, samples[name], strict=True)]) for name in names]
+
+
+def results_of(samples: Mapping[str, list[float]], *, baseline: str) -> list[Result]:
+    """Results from rounds timed elsewhere (one time per round and case, the cases interleaved), ratios per round."""
+    base = samples[baseline]
+    return [
+        Result(name, list(times), [b / t for b, t in zip(base, times, strict=True)]) for name, times in samples.items()
+    ]
 
 
 def print_table(
