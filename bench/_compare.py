@@ -84,18 +84,25 @@ def results_of(samples: Mapping[str, list[float]], *, baseline: str) -> list[Res
 
 
 def print_table(
-    title: str, results: list[Result], *, baseline: str, unit: str = "µs/call", also: str | None = None
+    title: str,
+    results: list[Result],
+    *,
+    baseline: str,
+    unit: str = "µs/call",
+    also: str | None = None,
+    scale: float = 1.0,
 ) -> None:
     """Print one block: median and spread of each case, and its speed ratio to ``baseline`` (same rounds).
 
     ``also`` names a second baseline among the cases: each case's ratio to it, round by round, is added.
+    ``scale`` multiplies the times shown (``1e-3`` with ``unit="ms"`` for results in µs).
     """
     second = next((r.us for r in results if r.name == also), None)
     rounds = len(results[0].us)
     print(f"== {title} ({rounds} interleaved rounds; median [min-max])")
     width = max(len(r.name) for r in results) + 2
     for r in results:
-        figure = f"{r.median:10.2f} {unit} [{min(r.us):.2f}-{max(r.us):.2f}]"
+        figure = f"{r.median * scale:10.2f} {unit} [{min(r.us) * scale:.2f}-{max(r.us) * scale:.2f}]"
         if r.name == baseline:
             print(f"  {r.name:<{width}}{figure}   baseline")
         else:
