@@ -340,7 +340,7 @@ class JsonFormatter(logging.Formatter):
         if extras:
             body = {}
             for key, value in extras.items():
-                name = _key(key)
+                name = key if type(key) is str else _key(key)
                 body[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
             parts.append(redact(f", {_ENCODER.encode(body)[1:-1]}", json_secrets))
         if format_error is not None:
@@ -387,6 +387,11 @@ class JsonFormatter(logging.Formatter):
 
 def _converted(value: Any) -> Any:
     """:func:`_to_jsonable`, or a placeholder when the value cannot be converted (one bad extra spoils nothing)."""
+    kind = type(value)  # the usual extras first, by exact type (a subclass takes the general path)
+    if kind is str or value is None or kind is bool:
+        return value
+    if (kind is int and -_BIG_INT < value < _BIG_INT) or (kind is float and math.isfinite(value)):
+        return value
     try:
         return _to_jsonable(value)
     except Exception:  # noqa: BLE001 - a broken object must not lose the line
