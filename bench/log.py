@@ -7,9 +7,10 @@ timestamp, level, module, message, the extras, the exception). Ours also redacts
 secrets (a production-shaped environment of fakes, as tests/envtools.py uses), bearer tokens, URL
 credentials and key shapes; python-json-logger redacts nothing. Record kinds: a plain %-formatted
 message, one with five extras (Decimal, UUID, float, int, str), one carrying secrets in the message and
-in an extra, and one with an exception. Printed per kind: µs per record of each, and the speed ratio
-python-json-logger time / ours (above 1.00x: ours is faster), medians of interleaved rounds with the
-min-max. No database, no Redis.
+in an extra, and one with an exception (also through two handlers, console and LOG_FILE, as
+``build_logging_config`` sets them up when LOG_FILE is set). Printed per kind: µs per record of each,
+and the speed ratio python-json-logger time / ours (above 1.00x: ours is faster), medians of interleaved
+rounds with the min-max. No database, no Redis.
 """
 
 from __future__ import annotations
@@ -123,6 +124,40 @@ def main() -> None:
                 seconds=args.seconds,
             )
             print_table(f"log formatter: {kind} record", results, baseline="python-json-logger", unit="µs/record")
+
+        # With LOG_FILE set, build_logging_config gives every record two handlers (console and file), each
+        # formatting it: ours formats a traceback once per record (cached on it), python-json-logger twice.
+        record = records()["exception"]
+        second_theirs = PythonJsonLoggerFormatter(
+            "{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "module"},
+            timestamp=True,
+        )
+        second_ours = JsonFormatter()
+
+        def two_theirs() -> None:
+            record.exc_text = None
+            theirs.format(record)
+            second_theirs.format(record)
+
+        def two_ours() -> None:
+            record.exc_text = None
+            ours.format(record)
+            second_ours.format(record)
+
+        results = compare(
+            {"python-json-logger": two_theirs, "common.log": two_ours},
+            baseline="python-json-logger",
+            rounds=args.rounds,
+            seconds=args.seconds,
+        )
+        print_table(
+            "log formatter: exception record, two handlers (console + LOG_FILE)",
+            results,
+            baseline="python-json-logger",
+            unit="µs/record",
+        )
 
 
 if __name__ == "__main__":
