@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from common import env, log_redaction
+from common import log as log_module
 from common.log import (
     JsonFormatter,
     build_logging_config,
@@ -1008,3 +1009,19 @@ redaction_fragments = st.one_of(
 def test_redact_equals_the_plain_redaction(text: str) -> None:
     secrets = ("Query-Secret-Value-1",)
     assert redact(text, secrets) == _plain_redact(text, secrets)
+
+
+# Whole seconds, just below them (the microseconds round up into the next second) and anything between.
+moments = st.one_of(
+    st.floats(0, 4e9),
+    st.integers(0, 4_000_000_000).map(lambda s: s + 0.9999995),
+    st.integers(0, 4_000_000_000).map(lambda s: s - 5e-7),
+    st.integers(0, 4_000_000_000).map(float),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(moments, min_size=1, max_size=4))
+def test_the_cached_timestamp_equals_the_plain_one(created: list[float]) -> None:
+    for moment in created:  # several in a row: the cached second must never leak into the next moment
+        assert log_module._timestamp(moment) == log_module._iso(dt.datetime.fromtimestamp(moment, dt.UTC))
