@@ -323,7 +323,10 @@ class JsonFormatter(logging.Formatter):
             format_error = f"{type(exc).__name__}: {_safe_str(exc)}"
         fields = record.__dict__
         extra_keys = fields.keys() - _RECORD_ATTRS  # one set operation; most records have no extras
-        extras = {key: fields[key] for key in fields if key in extra_keys} if extra_keys else {}
+        if len(extra_keys) > 1:  # in the order given (the set has none)
+            extras = {key: fields[key] for key in fields if key in extra_keys}
+        else:
+            extras = {key: fields[key] for key in extra_keys}
         # The line is built in pieces, each redacted once: the serialised pieces (level, module, job id, stage,
         # extras) as the JSON text they are (configured secrets in their JSON forms too, bearer tokens, URL
         # credentials, key shapes; the replacements keep the JSON valid), the texts (message, format error,
@@ -342,7 +345,7 @@ class JsonFormatter(logging.Formatter):
             for key, value in extras.items():
                 name = key if type(key) is str else _key(key)
                 body[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
-            parts.append(redact(f", {_ENCODER.encode(body)[1:-1]}", json_secrets))
+            parts.append(redact(f", {_encode(body)[1:-1]}", json_secrets))
         if format_error is not None:
             parts.append(f', "format_error": {_json_text(format_error, secrets, json_secrets)}')
         if record.exc_info:
@@ -401,6 +404,25 @@ def _converted(value: Any) -> Any:
 # The encoder json.dumps(ensure_ascii=False, allow_nan=False, default=_safe_repr) builds on every call, built once.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_safe_repr)
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what that encoder uses for a str
+
+
+def _make_encode() -> Callable[[Any], str]:
+    """:data:`_ENCODER`'s ``encode`` for a dict, without building its C encoder again on every call.
+
+    No cycle check (``markers`` None): the values given are :func:`_to_jsonable`'s, new containers of plain
+    values, so they cannot hold a cycle. Falls back to ``_ENCODER.encode`` where the C encoder is missing.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    try:
+        encoder = make(None, _safe_repr, _encode_str, None, ": ", ", ", False, False, False)
+    except TypeError:  # another interpreter's signature
+        return _ENCODER.encode
+    return lambda value: "".join(encoder(value, 0))
+
+
+_encode = _make_encode()
 
 
 def _json(value: Any) -> str:
