@@ -45,7 +45,8 @@ typecheck: $(STAMP)
 	$(PY) -m mypy common videogen
 
 # Benchmarks print figures and ratios against a baseline measured in the same run.
-# costs/report need PostgreSQL (DATABASE_URL, default the local server).
+# costs/report/jobs/tempfiles need PostgreSQL (DATABASE_URL, default the local server; each creates and drops
+# its own marked database, named by VIDEOGEN_BENCH_DB_NAME); services/cache need Redis (REDIS_URL).
 bench: migrate
 	$(PY) bench/costs.py
 	$(PY) bench/report.py
@@ -54,6 +55,8 @@ bench: migrate
 	$(PY) -m bench.services
 	$(PY) -m bench.auth
 	$(PY) -m bench.storage
+	$(PY) -m bench.log
+	$(PY) -m bench.cache
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

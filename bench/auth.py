@@ -1,7 +1,8 @@
 """Access-token verification cost per request: the API's authenticator against PyJWT's bare ``decode``.
 
-Run: .venv/bin/python -m bench.auth
-Prints figures only (no pass/fail); each pair is measured in alternating rounds, fastest round kept.
+Run: .venv/bin/python -m bench.auth [--rounds 7] [--seconds 0.15]
+Prints figures only (no pass/fail): per case the median µs of interleaved rounds with their min-max, and the
+speed ratio to the baseline of the same rounds (baseline time / case time; above 1.00x: faster).
 A JWKS is served on 127.0.0.1 (tests/api/jwks_server.py) and ``SUPABASE_URL`` points at it; the
 cache is warmed by one request, then every figure is measured in the same run:
 ``SupabaseJWTAuthentication.authenticate_token`` (routing by header, JWKS cache lookup, claim rules,
@@ -11,12 +12,12 @@ verifier must do), per algorithm; then what the cache buys against fetching the 
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ django.setup()
 
 import jwt  # noqa: E402
 
+from bench._compare import compare, print_table  # noqa: E402
 from common import conf  # noqa: E402
 from common.api.authentication import SupabaseJWTAuthentication, TokenRefused  # noqa: E402
 from common.api.jwks import fetch_jwks  # noqa: E402
@@ -42,27 +44,11 @@ from tests.api.jwks_server import JWKSServer, eddsa_key, es256_key, rs256_key, s
 SECRET = "bench-legacy-jwt-secret-0123456789abcdef-0123456789"
 
 
-def per_call_us(fn: Callable[[], object], seconds: float = 0.15) -> float:
-    """The mean cost of ``fn`` in microseconds over about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return (time.perf_counter() - start) / n * 1e6
-
-
-def compare(baseline: Callable[[], object], candidate: Callable[[], object], rounds: int = 9) -> tuple[float, float]:
-    """Both costs in alternating rounds; the fastest round of each (the machine is shared: noise only adds)."""
-    baseline()
-    candidate()
-    base, cand = [], []
-    for _ in range(rounds):
-        base.append(per_call_us(baseline))
-        cand.append(per_call_us(candidate))
-    return min(base), min(cand)
-
-
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=0.15, help="length of one round of one case")
+    args = parser.parse_args()
     keys = {"ES256": es256_key(), "RS256": rs256_key(), "EdDSA": eddsa_key()}
     server = JWKSServer(*keys.values())
     os.environ["SUPABASE_URL"] = server.base_url
@@ -70,8 +56,7 @@ def main() -> None:
     conf.reset_settings_cache()
     issuer = f"{server.base_url}/auth/v1"
     auth = SupabaseJWTAuthentication()
-    print("== access-token verification per request, warm JWKS cache (microseconds per token)")
-    print(f"  {'algorithm':<10}{'PyJWT decode':>14}{'authenticator':>15}{'ratio':>9}")
+    timing = {"rounds": args.rounds, "seconds": args.seconds}
     try:
         cases = [
             (alg, key.sign(supabase_claims(server.base_url, uuid.uuid4())), key.private.public_key())
@@ -84,8 +69,12 @@ def main() -> None:
             def bare(token: str = token, key: object = key, alg: str = alg) -> object:
                 return jwt.decode(token, key, algorithms=[alg], audience="authenticated", issuer=issuer)
 
-            baseline, ours = compare(bare, lambda token=token: auth.authenticate_token(token))
-            print(f"  {alg:<10}{baseline:>12.1f}  {ours:>13.1f}  {ours / baseline:>7.2f}x")
+            results = compare(
+                {"PyJWT decode": bare, "authenticator": lambda token=token: auth.authenticate_token(token)},
+                baseline="PyJWT decode",
+                **timing,
+            )
+            print_table(f"{alg} access token per request, warm JWKS cache", results, baseline="PyJWT decode")
         stranger = es256_key().sign(supabase_claims(server.base_url))
         bare_es = cases[0]
 
@@ -96,14 +85,11 @@ def main() -> None:
                 return
             raise AssertionError("an unknown kid was accepted")
 
-        es_decode, refusal = compare(
-            lambda: jwt.decode(bare_es[1], bare_es[2], algorithms=["ES256"], audience="authenticated", issuer=issuer),
-            refused,
-        )
-        print(
-            f"  unknown kid, refused within the rate limit: {refusal:.1f} us"
-            f" ({refusal / es_decode:.2f}x an ES256 decode)"
-        )
+        def es_decode() -> object:
+            return jwt.decode(bare_es[1], bare_es[2], algorithms=["ES256"], audience="authenticated", issuer=issuer)
+
+        results = compare({"ES256 decode": es_decode, "refusal": refused}, baseline="ES256 decode", **timing)
+        print_table("unknown kid, refused within the rate limit", results, baseline="ES256 decode")
         fetches_before = server.fetches
         es_key = keys["ES256"]
 
@@ -113,10 +99,15 @@ def main() -> None:
             key = fetch_jwks(server.jwks_url, timeout=2).keys[es_key.kid]
             return jwt.decode(bare_es[1], key, algorithms=["ES256"], audience="authenticated", issuer=issuer)
 
-        cached, without = compare(lambda: auth.authenticate_token(bare_es[1]), uncached, rounds=5)
-        print(
-            f"  ES256 with a JWKS fetch per request (no cache, loopback): {without:.1f} us;"
-            f" the cache makes a request {without / cached:.1f}x faster"
+        results = compare(
+            {"JWKS fetch per request": uncached, "authenticator (cached)": lambda: auth.authenticate_token(bare_es[1])},
+            baseline="JWKS fetch per request",
+            **timing,
+        )
+        print_table(
+            "ES256: what the JWKS cache buys (no cache: a loopback fetch per request)",
+            results,
+            baseline="JWKS fetch per request",
         )
         print(
             f"  JWKS fetches by the authenticator during the whole run: {fetches_before}"
@@ -124,6 +115,7 @@ def main() -> None:
         )
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

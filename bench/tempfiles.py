@@ -7,10 +7,12 @@
     ``os.walk`` + stat + sort + unlink.
 (c) ``with temp_file_manager.temp_file()`` versus ``tempfile.mkstemp`` + close + unlink.
 
-Usage: .venv/bin/python bench/tempfiles.py [--files 20000] [--rounds 3]
+Usage: .venv/bin/python bench/tempfiles.py [--files 20000] [--rounds 5]
 DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names the server; the
 database bench_videogen_tempfiles (or VIDEOGEN_BENCH_DB_NAME) is created, marked and
 dropped by this script (bench/_setup.py never drops a database it did not create).
+Printed per case: the median of the interleaved rounds with their min-max, and the speed ratio to the
+baseline taken round by round (baseline time / ours; above 1.00x: faster).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._compare import print_table, results_of
 from bench._setup import bench_database
 
 OLD = time.time() - 48 * 3600
@@ -103,8 +105,10 @@ def timed(func: Callable[[], T]) -> tuple[float, T]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="at least 5")
     args = parser.parse_args()
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5 (a median of fewer says little on a shared machine)")
 
     with bench_database("bench_videogen_tempfiles"):
         from django.test import override_settings
@@ -138,11 +142,11 @@ def main() -> None:
                 seconds, removed = timed(partial(naive_cleanup, root_b, 24))
                 assert removed == args.files + len(live)  # the baseline deletes live jobs' files too
                 base.append(seconds)
-        m_ours, m_base = statistics.median(ours), statistics.median(base)
-        print(f"(a) temp cleanup of {args.files} old files, {len(live)} live + {len(finished)} finished job workspaces")
-        print(f"    cleanup_temporary_files: {m_ours * 1000:8.1f} ms  ({args.files / m_ours:10.0f} files/s)")
-        print(f"    naive os.walk baseline:  {m_base * 1000:8.1f} ms  ({args.files / m_base:10.0f} files/s)")
-        print(f"    ratio ours/baseline: {m_ours / m_base:.2f}")
+        title = (
+            f"(a) temp cleanup of {args.files} old files, {len(live)} live + {len(finished)} finished job workspaces"
+        )
+        samples = {"naive os.walk": [t * 1000 for t in base], "cleanup_temporary_files": [t * 1000 for t in ours]}
+        print_table(title, results_of(samples, baseline="naive os.walk"), baseline="naive os.walk", unit="ms")
 
         ours, base = [], []
         with tempfile.TemporaryDirectory() as scratch:
@@ -164,11 +168,9 @@ def main() -> None:
                 seconds, evicted = timed(partial(naive_cache_cap, roots[1], limit))
                 assert evicted == args.files // 2
                 base.append(seconds)
-        m_ours, m_base = statistics.median(ours), statistics.median(base)
-        print(f"(b) cache cap: scan {args.files} files, evict {args.files // 2}")
-        print(f"    enforce_cache_limit:     {m_ours * 1000:8.1f} ms")
-        print(f"    naive os.walk baseline:  {m_base * 1000:8.1f} ms")
-        print(f"    ratio ours/baseline: {m_ours / m_base:.2f}")
+        title = f"(b) cache cap: scan {args.files} files, evict {args.files // 2}"
+        samples = {"naive os.walk": [t * 1000 for t in base], "enforce_cache_limit": [t * 1000 for t in ours]}
+        print_table(title, results_of(samples, baseline="naive os.walk"), baseline="naive os.walk", unit="ms")
 
         n = args.files // 4
         with (
@@ -193,11 +195,14 @@ def main() -> None:
             for _ in range(args.rounds):  # interleaved, so disk noise hits both sides alike
                 ours.append(timed(ours_ctx)[0])
                 base.append(timed(base_ctx)[0])
-        m_ours, m_base = statistics.median(ours), statistics.median(base)
-        print(f"(c) {n} temp files created and removed")
-        print(f"    temp_file_manager.temp_file: {m_ours / n * 1e6:7.1f} us each")
-        print(f"    mkstemp + close + unlink:    {m_base / n * 1e6:7.1f} us each")
-        print(f"    ratio ours/baseline: {m_ours / m_base:.2f}")
+        samples = {"mkstemp + close + unlink": [t / n * 1e6 for t in base], "temp_file": [t / n * 1e6 for t in ours]}
+        baseline = "mkstemp + close + unlink"
+        print_table(
+            f"(c) {n} temp files created and removed",
+            results_of(samples, baseline=baseline),
+            baseline=baseline,
+            unit="µs each",
+        )
 
 
 if __name__ == "__main__":

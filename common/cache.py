@@ -24,15 +24,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django_redis.client import DefaultClient
-from django_redis.exceptions import ConnectionInterrupted
+from django_redis.exceptions import CompressorError, ConnectionInterrupted
 from django_redis.pool import ConnectionFactory as _RedisConnectionFactory
 from django_redis.serializers.base import BaseSerializer
 from pydantic import BaseModel
@@ -201,6 +202,14 @@ class JSONClient(DefaultClient):
             _unreadable("get", str(key), exc)
             return default
 
+    def get_text(self, key: Any, version: int | None = None) -> bytes | None:
+        """The stored bytes under ``key`` (decompressed, not decoded), or None; redis-py errors propagate."""
+        value = self.get_client(write=False).get(self.make_key(key, version=version))
+        if value is not None:
+            with suppress(CompressorError):  # django-redis leaves short values uncompressed
+                value = self._compressor.decompress(value)
+        return cast("bytes | None", value)
+
     def get_many(self, keys: Any, version: int | None = None, client: Any = None) -> dict[Any, Any]:
         """Return the present, readable values; an unreadable one is left out (with a warning)."""
         try:
@@ -294,11 +303,15 @@ def set(key: str, value: Any, ex: float | dt.timedelta | None = None) -> bool:
         ValidationError: for a bad key or ``ex``, or a value JSON cannot hold; nothing is written.
     """
     _check_key(key)
-    timeout = _check_ttl(ex, "ex")
-    text = _JSONText(dumps_json(value))
+    return _store(key, dumps_json(value), _check_ttl(ex, "ex"))
+
+
+def _store(key: str, text: str, timeout: float | None) -> bool:
+    """Write JSON ``text`` as is (the serializer encodes it to UTF-8 without parsing it again)."""
+    value = _JSONText(text)
 
     def run() -> bool:
-        caches[CACHE_ALIAS].set(key, text, timeout=timeout)
+        caches[CACHE_ALIAS].set(key, value, timeout=timeout)
         return True
 
     return _guard("set", key, False, run)
@@ -354,27 +367,67 @@ def delete(key: str) -> bool:
 def set_json(key: str, obj: Any, ttl: float | dt.timedelta | None = None) -> bool:
     """Store ``obj`` as JSON (Decimal as string, UUID, datetime, Pydantic models) for ``ttl`` seconds.
 
+    Encoded once: Redis holds ``obj``'s JSON, as :func:`set` writes it, except that a value whose JSON is a
+    string keeps the older form (its JSON inside a JSON string), which :func:`get_json` still reads.
+
     Raises:
         ValidationError: for a bad key or ``ttl``, or when ``obj`` is not JSON-serialisable (a bug in the
             caller, not an outage); nothing is written.
     """
     _check_key(key)
-    _check_ttl(ttl, "ttl")
-    return set(key, dumps_json(obj), ex=ttl)
+    timeout = _check_ttl(ttl, "ttl")
+    text = dumps_json(obj)
+    return _store(key, dumps_json(text) if text.startswith('"') else text, timeout)
 
 
 def get_json(key: str, default: Any = None, *, model: type[M] | None = None) -> Any:
     """Return the JSON value under ``key`` (validated into ``model`` when given), else ``default``.
 
-    A value that is not valid JSON (or not valid for ``model``) counts as a miss and is logged.
+    Reads what :func:`set_json` (or :func:`set`) wrote, and the older form of ``set_json`` (the JSON inside
+    a JSON string). A value that is not valid JSON (or not valid for ``model``) counts as a miss and is logged.
     """
-    raw = get(key, _MISSING)
-    if raw is _MISSING or raw is None:
-        return default
+    _check_key(key)
+
+    def run() -> Any:
+        backend = caches[CACHE_ALIAS]
+        client = getattr(backend, "client", None)
+        if isinstance(client, JSONClient):
+            text: bytes | str | None = client.get_text(key)  # parsed once below, or by pydantic straight away
+        else:
+            stored = backend.get(key, _MISSING)
+            if stored is not _MISSING and type(stored) is not _JSONText:  # another client: decoded already
+                return _from_value(key, stored, default, model)
+            text = None if stored is _MISSING else stored
+        return default if text is None else _from_text(key, text, default, model)
+
+    return _guard("get_json", key, default, run)
+
+
+def _from_text(key: str, text: bytes | str, default: Any, model: type[M] | None) -> Any:
+    """:func:`get_json` of the stored JSON ``text``: into ``model`` in one pass when it is not the older form."""
+    head = text[:1]
+    if head.isspace():
+        head = text.lstrip()[:1]
+    if model is not None and head not in (b'"', '"'):
+        try:
+            return model.model_validate_json(text)
+        except ValueError as exc:  # pydantic's ValidationError (invalid JSON included)
+            _unreadable("get_json", key, exc)
+            return default
     try:
-        if model is not None:
-            return model.model_validate_json(raw)
-        return json.loads(raw)
+        value = loads_json(text)
+    except UnreadableCacheValue as exc:
+        _unreadable("get_json", key, exc)
+        return default
+    return _from_value(key, value, default, model)
+
+
+def _from_value(key: str, value: Any, default: Any, model: type[M] | None) -> Any:
+    """:func:`get_json` of a decoded value; a string is JSON text (the older form), decoded in turn."""
+    try:
+        if type(value) is str:
+            return json.loads(value) if model is None else model.model_validate_json(value)
+        return value if model is None else model.model_validate_json(json.dumps(value))
     except (TypeError, ValueError, RecursionError) as exc:
         _unreadable("get_json", key, exc)
         return default

@@ -16,18 +16,14 @@ import datetime as dt
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from decimal import Decimal
-from enum import Enum
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from common.masking import CREDENTIAL_PARAM_NAMES
+from common.log_json import _BIG_INT, _iso, _key, _safe_repr, _safe_str, _to_jsonable, _valid_utf8
+from common.log_redaction import as_in_json, configured_secrets, redact
 
 __all__ = [
     "QUIET_LOGGERS",
@@ -193,151 +189,9 @@ def _make_record(
 logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
 
 
-# --------------------------------------------------------------------------- redaction
+# ------------------------------------------------------------ reserved fields (redaction: common.log_redaction)
 
 _RESERVED = ("timestamp", "level", "module", "job_id", "stage", "message", "logger", "exception", "format_error")
-
-_REDACTED = "[REDACTED]"
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
-# URL credentials in query parameters (?password=, ?token=, ?key=, ?access_token=, &signature=, X-Amz-Signature=,
-# Django signed "sig" ...: the names common.masking masks). The value stops at a backslash too, so redacting a
-# serialised JSON line never eats an escape.
-_URL_TOKEN = re.compile(rf"(?i)([?&;](?:{CREDENTIAL_PARAM_NAMES})=)[^&\s\"'\\]+")
-# The password of scheme://user:password@host (up to the last "@" before the path): any length, configured or not.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:\"'\\]*:)[^\s/\"'\\]+@")
-_KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|r8_[A-Za-z0-9]{20,}|sb_secret_[A-Za-z0-9_-]{8,})")
-
-
-def _configured_secrets() -> tuple[str, ...]:
-    """Secret values of the environment (valid or not, so an invalid setup still redacts); empty if unreadable."""
-    try:
-        from common.env import get_secret_values
-
-        return get_secret_values()
-    except Exception:  # noqa: BLE001 - redaction must never break logging
-        return ()
-
-
-@lru_cache(maxsize=4)
-def _as_in_json(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """The secrets plus their forms inside a JSON string (a quote, backslash or tab escaped), longest first."""
-    forms = set(secrets) | {json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets}
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-def redact(text: str, secrets: Sequence[str] | None = None) -> str:
-    """Replace configured secrets, bearer tokens, URL credentials and key shapes in ``text``."""
-    for secret in secrets if secrets is not None else _configured_secrets():
-        if secret and secret in text:
-            text = text.replace(secret, _REDACTED)
-    # The patterns cost a few microseconds per line even when nothing matches (this runs on every log
-    # record, twice); a substring test for the literal each match needs skips them.
-    if "bearer" in text.lower():
-        text = _BEARER.sub(rf"\1 {_REDACTED}", text)
-    if "=" in text:
-        text = _URL_TOKEN.sub(rf"\1{_REDACTED}", text)
-    if "://" in text and "@" in text:
-        text = _URL_PASSWORD.sub(rf"\1{_REDACTED}@", text)
-    if "sk-" in text or "r8_" in text or "sb_secret_" in text:
-        text = _KEY_SHAPES.sub(_REDACTED, text)
-    return text
-
-
-# --------------------------------------------------------------------------- JSON conversion
-
-# Containers deeper than this, or cycles, are cut (a self-referencing dict must not loop or blow the stack).
-_MAX_DEPTH = 32
-# json.dumps refuses ints of more than 4300 digits; anything this large is shown by its size.
-_BIG_INT = 1 << 4096
-
-
-def _safe_str(value: Any) -> str:
-    """``str(value)``, or a placeholder when its ``__str__`` raises."""
-    try:
-        return value if isinstance(value, str) else str(value)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not break logging
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _safe_repr(value: Any) -> str:
-    """``repr(value)``, or a placeholder when its ``__repr__`` raises (a tuple shows each item)."""
-    if type(value) is tuple:
-        items = ", ".join(_safe_repr(item) for item in value)
-        return f"({items},)" if len(value) == 1 else f"({items})"
-    try:
-        return repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not break logging
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _to_jsonable(value: Any, path: tuple[int, ...] = ()) -> Any:
-    """Convert common non-JSON types; anything else falls back to ``repr``. May raise (callers guard)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value if -_BIG_INT < value < _BIG_INT else f"<int of {value.bit_length()} bits>"
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf': strict JSON has none
-    if isinstance(value, (Decimal, UUID, Path)):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return _iso(value)
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return _to_jsonable(value.value, path)
-    if isinstance(value, (dict, list, tuple, set, frozenset)):
-        if id(value) in path:
-            return f"<recursive {type(value).__name__}>"
-        if len(path) >= _MAX_DEPTH:
-            return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH}>"
-        inner = (*path, id(value))
-        if isinstance(value, dict):
-            return {_key(k): _to_jsonable(v, inner) for k, v in value.items()}
-        return [_to_jsonable(v, inner) for v in value]
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        try:
-            return _to_jsonable(model_dump(mode="json"), path)
-        except Exception:  # noqa: BLE001, S110 - fall through to repr below
-            pass
-    return _safe_repr(value)
-
-
-def _key(key: Any) -> str:
-    """A JSON object key for ``key`` (extra keys and dict keys need not be strings)."""
-    return key if isinstance(key, str) else _safe_str(key)
-
-
-def _iso(moment: dt.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _escape_surrogate(match: re.Match[str]) -> str:
-    r"""``\xNN`` for a byte Python could not decode (a surrogate escape), ``\uNNNN`` for any other lone surrogate."""
-    code = ord(match[0])
-    return f"\\\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\\\u{code:04x}"
-
-
-def _valid_utf8(line: str) -> str:
-    r"""``line`` with lone surrogates (a non-UTF-8 file name, ``os.fsdecode``) spelled out, so it encodes as UTF-8.
-
-    Inside the JSON strings the byte 0xff of a file name becomes the four characters ``\xff``: readable,
-    and a UTF-8 log file or pipe takes the line instead of dropping it with a "Logging error".
-    """
-    if line.isascii():
-        return line
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(_escape_surrogate, line)
-    return line
-
 
 # --------------------------------------------------------------------------- the formatter
 
@@ -360,35 +214,49 @@ class JsonFormatter(logging.Formatter):
             return self._fallback(record, exc)
 
     def _format(self, record: logging.LogRecord) -> str:
-        secrets = _configured_secrets()
+        secrets = configured_secrets()
+        json_secrets = as_in_json(secrets)
         format_error = None
         try:
             message = record.getMessage()
         except Exception as exc:  # noqa: BLE001 - bad %-args, a raising __str__/__repr__
             message = f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}" if record.args else _safe_repr(record.msg)
             format_error = f"{type(exc).__name__}: {_safe_str(exc)}"
-        extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
-        payload: dict[str, Any] = {
-            "timestamp": _iso(dt.datetime.fromtimestamp(record.created, dt.UTC)),
-            "level": record.levelname,
-            "module": record.name,
-            "job_id": _converted(extras.pop("job_id", None) or _job_id.get()),
-            "stage": _converted(extras.pop("stage", None) or _stage.get()),
-            "message": redact(message, secrets),
-        }
-        for key, value in extras.items():
-            name = _key(key)
-            payload[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
+        fields = record.__dict__
+        extra_keys = fields.keys() - _RECORD_ATTRS  # one set operation; most records have no extras
+        if len(extra_keys) > 1:  # in the order given (the set has none)
+            extras = {key: fields[key] for key in fields if key in extra_keys}
+        else:
+            extras = {key: fields[key] for key in extra_keys}
+        # The line is built in pieces, each redacted once: the serialised pieces (level, module, job id, stage,
+        # extras) as the JSON text they are (configured secrets in their JSON forms too, bearer tokens, URL
+        # credentials, key shapes; the replacements keep the JSON valid), the texts (message, format error,
+        # exception) before serialising and again after it when it escaped anything. No match can span two
+        # pieces (every pattern stops at a quote), so this is the whole line's redaction, without scanning
+        # the message twice.
+        head = (
+            f'{{"timestamp": "{_timestamp(record.created)}", "level": {_json(record.levelname)}, '
+            f'"module": {_json(record.name)}, '
+            f'"job_id": {_json_value(extras.pop("job_id", None) or _job_id.get())}, '
+            f'"stage": {_json_value(extras.pop("stage", None) or _stage.get())}, "message": '
+        )
+        parts = [redact(head, json_secrets), _json_text(message, secrets, json_secrets)]
+        if extras:
+            body = {}
+            for key, value in extras.items():
+                name = key if type(key) is str else _key(key)
+                body[f"extra_{name}" if name in _RESERVED else name] = _converted(value)
+            parts.append(redact(f", {_encode(body)[1:-1]}", json_secrets))
         if format_error is not None:
-            payload["format_error"] = redact(format_error, secrets)
+            parts.append(f', "format_error": {_json_text(format_error, secrets, json_secrets)}')
         if record.exc_info:
-            payload["exception"] = redact(self.formatException(record.exc_info), secrets)
+            if not record.exc_text:  # cached on the record, as logging.Formatter does, for the other handlers
+                record.exc_text = self.formatException(record.exc_info)
+            parts.append(f', "exception": {_json_text(record.exc_text, secrets, json_secrets)}')
         elif record.exc_text:
-            payload["exception"] = redact(record.exc_text, secrets)
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_safe_repr)
-        # Redact what arrived through extra fields (configured secrets, as serialised, bearer tokens,
-        # URL credentials, key shapes) on the serialised line; the replacements keep the JSON valid.
-        return _valid_utf8(redact(text, _as_in_json(secrets)))
+            parts.append(f', "exception": {_json_text(record.exc_text, secrets, json_secrets)}')
+        parts.append("}")
+        return _valid_utf8("".join(parts))
 
     def _fallback(self, record: logging.LogRecord, exc: Exception) -> str:
         """The line for a record that could not be formatted: still its message and job, still redacted."""
@@ -408,9 +276,9 @@ class JsonFormatter(logging.Formatter):
                 "message": message,
                 "format_error": f"{type(exc).__name__}: {_safe_str(exc)}",
             }
-            secrets = _configured_secrets()
+            secrets = configured_secrets()
             text = json.dumps(payload, ensure_ascii=False)
-            return _valid_utf8(redact(redact(text, secrets), _as_in_json(secrets)))
+            return _valid_utf8(redact(redact(text, secrets), as_in_json(secrets)))
         except Exception:  # noqa: BLE001 - nothing of the record can be shown safely
             return json.dumps(
                 {
@@ -423,10 +291,75 @@ class JsonFormatter(logging.Formatter):
 
 def _converted(value: Any) -> Any:
     """:func:`_to_jsonable`, or a placeholder when the value cannot be converted (one bad extra spoils nothing)."""
+    kind = type(value)  # the usual extras first, by exact type (a subclass takes the general path)
+    if kind is str or value is None or kind is bool:
+        return value
+    if (kind is int and -_BIG_INT < value < _BIG_INT) or (kind is float and math.isfinite(value)):
+        return value
     try:
         return _to_jsonable(value)
     except Exception:  # noqa: BLE001 - a broken object must not lose the line
         return f"<unrepresentable {type(value).__name__}>"
+
+
+# The encoder json.dumps(ensure_ascii=False, allow_nan=False, default=_safe_repr) builds on every call, built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_safe_repr)
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what that encoder uses for a str
+
+
+def _make_encode() -> Callable[[Any], str]:
+    """:data:`_ENCODER`'s ``encode`` for a dict, without building its C encoder again on every call.
+
+    No cycle check (``markers`` None): the values given are :func:`_to_jsonable`'s, new containers of plain
+    values, so they cannot hold a cycle. Falls back to ``_ENCODER.encode`` where the C encoder is missing.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    try:
+        encoder = make(None, _safe_repr, _encode_str, None, ": ", ", ", False, False, False)
+    except TypeError:  # another interpreter's signature
+        return _ENCODER.encode
+    return lambda value: "".join(encoder(value, 0))
+
+
+_encode = _make_encode()
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text, as :data:`_ENCODER` writes it (a str directly)."""
+    return _encode_str(value) if type(value) is str else _ENCODER.encode(value)
+
+
+def _json_value(value: Any) -> str:
+    """:func:`_converted` ``value`` as JSON text (``null`` and strings directly)."""
+    if value is None:
+        return "null"
+    return _encode_str(value) if type(value) is str else _ENCODER.encode(_converted(value))
+
+
+def _json_text(text: str, secrets: Sequence[str], json_secrets: Sequence[str]) -> str:
+    """``text`` redacted, as a JSON string, redacted again in its JSON form when serialising escaped anything."""
+    encoded = _encode_str(redact(text, secrets))
+    # Without a backslash the JSON form is the redacted text between quotes, and redacting again changes nothing.
+    return redact(encoded, json_secrets) if "\\" in encoded else encoded
+
+
+_last_second: tuple[float, str] = (math.nan, "")
+
+
+def _timestamp(created: float) -> str:
+    """``created`` as ``2026-01-31T12:00:00.123Z``, exactly as :func:`_iso` gives it, the seconds part cached."""
+    global _last_second
+    moment = dt.datetime.fromtimestamp(created, dt.UTC)
+    second = created // 1
+    if moment.microsecond == 0 and created - second > 0.5:  # rounded up into the next second
+        second += 1
+    cached_second, prefix = _last_second
+    if cached_second != second:
+        prefix = moment.replace(microsecond=0).isoformat()[:19]
+        _last_second = (second, prefix)
+    return f"{prefix}.{moment.microsecond // 1000:03d}Z"
 
 
 # Loggers kept quieter than the root level by default. Django logs every 4xx/5xx request itself; httpx logs

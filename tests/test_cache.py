@@ -491,3 +491,57 @@ class TestValuesAreJSON:
         finally:
             cache.delete(f"{key}:1")
             cache.delete(f"{key}:2")
+
+
+class TestJSONHelpersEncodeOnce:
+    """set_json writes the JSON once; get_json still reads the older two-layer form (JSON inside a JSON string)."""
+
+    def test_redis_holds_the_json_once(self, redis_url: str, key: str) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            cache.set_json(key, {"cost": Decimal("1.50"), "ids": (1, 2)})
+            assert raw.get(f"videogen:cache:{key}") == b'{"cost":"1.50","ids":[1,2]}'
+            assert cache.get(key) == {"cost": "1.50", "ids": [1, 2]}
+
+    def test_values_in_the_older_form_are_still_read(self, backend: str, key: str) -> None:
+        scene = Scene(id=uuid.uuid4(), cost=Decimal("0.050000"), at=dt.datetime.now(dt.UTC), tags=["intro"])
+        for obj in ({"a": [1, "x"]}, [1, 2], 7, None, "text", scene):
+            cache.set(key, cache.dumps_json(obj))  # what set_json wrote before: its JSON, as a JSON string
+            assert cache.get_json(key, default="miss") == json.loads(cache.dumps_json(obj))
+        assert cache.get_json(key, model=Scene) == scene
+
+    def test_strings_round_trip_even_when_they_hold_json(self, backend: str, key: str) -> None:
+        for text in ("plain", '{"a": 1}', '"quoted"', "", "7"):
+            cache.set_json(key, text)
+            assert cache.get_json(key, default="miss") == text
+
+    def test_get_json_reads_what_set_wrote(self, backend: str, key: str) -> None:
+        cache.set(key, {"id": str(uuid.UUID(int=5)), "cost": Decimal("2.5"), "at": "2026-01-31T12:00:00Z", "tags": []})
+        assert cache.get_json(key)["cost"] == "2.5"
+        assert cache.get_json(key, model=Scene).id == uuid.UUID(int=5)
+
+    def test_garbage_for_a_model_is_a_miss_with_a_warning(
+        self, redis_url: str, key: str, cache_warnings: list[logging.LogRecord]
+    ) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        with override_settings(CACHES=redis_caches(redis_url)):
+            for stored in (b"\x80\x04garbage", b"{not json", b'"{not json"', b'{"id": "nope"}', b" "):
+                raw.set(f"videogen:cache:{key}", stored)
+                assert cache.get_json(key, default="miss", model=Scene) == "miss"
+                assert cache.get_json(key, default="miss") == (
+                    "miss" if stored != b'{"id": "nope"}' else {"id": "nope"}
+                )
+        warnings = [r for r in cache_warnings if r.levelno == logging.WARNING and "unreadable" in r.getMessage()]
+        assert len(warnings) == 9
+        assert all(r.cache_key == key for r in warnings)
+
+    def test_with_django_redis_default_client_too(self, redis_url: str, key: str) -> None:
+        config = redis_caches(redis_url)
+        config["default"]["OPTIONS"]["CLIENT_CLASS"] = "django_redis.client.DefaultClient"
+        scene = Scene(id=uuid.uuid4(), cost=Decimal("0.050000"), at=dt.datetime.now(dt.UTC), tags=["intro"])
+        with override_settings(CACHES=config):
+            cache.set_json(key, scene)
+            assert cache.get_json(key, model=Scene) == scene
+            cache.set(key, cache.dumps_json(scene))  # the older form
+            assert cache.get_json(key, model=Scene) == scene
+            assert cache.get_json(key)["cost"] == "0.050000"

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from common import env
+from common import env, log_redaction
+from common import log as log_module
 from common.log import (
     JsonFormatter,
     build_logging_config,
@@ -960,3 +961,67 @@ def test_formatter_fuzz_valid_json_never_raises_never_leaks(monkeypatch: pytest.
             assert all(secret not in text for text in _strings(data))
 
     check()
+
+
+# --------------------------------------------------------------------------- guard: the fast redaction is the plain one
+
+
+def _plain_redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Every pattern over the whole text, no prechecks: what :func:`redact` must give (its shortcuts only skip work)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    text = log_redaction._BEARER.sub(r"\1 [REDACTED]", text)
+    text = log_redaction._URL_TOKEN.sub(r"\1[REDACTED]", text)
+    text = log_redaction._URL_PASSWORD.sub(r"\1[REDACTED]@", text)
+    return log_redaction._KEY_SHAPES.sub("[REDACTED]", text)
+
+
+# Whole matches with what may stand before them (a word character, a scheme run of digits and signs, U+0130
+# that lower() lengthens, letters the ignore-case classes take), glued with loose pieces and any text:
+# the edge cases of redact()'s shortcuts.
+_before = st.sampled_from(["", "x", "1", " ", "+", "x.", "-", "_", "\u0130", "\u212a", "\u00e9", "://", "@"])
+redaction_fragments = st.one_of(
+    st.builds(
+        lambda before, scheme, user, password, rest: f"{before}{scheme}://{user}:{password}@{rest}",
+        _before,
+        st.sampled_from(["http", "redis", "rediss", "s3", "H2", "1x", "+a", "\u212aey"]),
+        st.sampled_from(["", "user", "u.x", "a@b"]),
+        st.sampled_from(["pw", "p%40ss", "Query-Secret-Value-1", "x/y"]),
+        st.sampled_from(["h", "h/p?token=abc", "[::1", "h:5432/db?password=zzz&x=1"]),
+    ),
+    st.builds(
+        lambda before, word, space: f"{before}{word}{space}ABCDEFGH12345678",
+        _before,
+        st.sampled_from(["bearer", "Bearer", "BeArEr", "BEARER"]),
+        st.sampled_from([" ", "\t", "  ", "", "\n"]),
+    ),
+    st.builds(
+        lambda before, prefix: f"{before}{prefix}{'A' * 22}", _before, st.sampled_from(["sk-", "r8_", "sb_secret_"])
+    ),
+    st.sampled_from(["://", "@", ":", "/", "?", "&", "=", "token=", '"', "\\", "bearer", "sk-", "\u0130"]),
+    st.text(ANY_CHARACTER, max_size=8),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(redaction_fragments, max_size=8).map("".join))
+def test_redact_equals_the_plain_redaction(text: str) -> None:
+    secrets = ("Query-Secret-Value-1",)
+    assert redact(text, secrets) == _plain_redact(text, secrets)
+
+
+# Whole seconds, just below them (the microseconds round up into the next second) and anything between.
+moments = st.one_of(
+    st.floats(0, 4e9),
+    st.integers(0, 4_000_000_000).map(lambda s: s + 0.9999995),
+    st.integers(0, 4_000_000_000).map(lambda s: s - 5e-7),
+    st.integers(0, 4_000_000_000).map(float),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(moments, min_size=1, max_size=4))
+def test_the_cached_timestamp_equals_the_plain_one(created: list[float]) -> None:
+    for moment in created:  # several in a row: the cached second must never leak into the next moment
+        assert log_module._timestamp(moment) == log_module._iso(dt.datetime.fromtimestamp(moment, dt.UTC))
