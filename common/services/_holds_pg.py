@@ -8,7 +8,9 @@ whole step when it is the common case, and otherwise changes nothing and returns
   reserved_cost + estimate <= limit AND status is active``, then the hold's ``INSERT`` from that row.
   The condition names only columns of the locked row, so PostgreSQL re-checks it against the newest
   version after a lock wait (READ COMMITTED), as the enforced charge does (:mod:`.charges`).
-* :func:`settle`: the job row locked (``SELECT ... FOR UPDATE``, the lock order of every cost
+* :func:`settle`: the job row locked (``SELECT ... FOR NO KEY UPDATE``, the lock an ``UPDATE`` of
+  the row takes, so it serialises with every other cost operation on the job while inserts of holds and
+  ledger rows elsewhere keep their foreign-key checks; the lock order of every cost
   operation: the job row, then its holds), the hold closed (an ``UPDATE`` re-checks it is still
   active and unexpired on its newest version), the ledger row inserted, the job's totals moved.
 * :func:`release`: the job row locked, the hold closed as released, ``reserved_cost`` lowered.
@@ -72,7 +74,7 @@ _CLOSE = """
 WITH j AS (
     SELECT id, total_cost, reserved_cost FROM jobs
     WHERE id = (SELECT job_id FROM job_cost_holds WHERE id = %(hold)s) AND {no_stale_hold}
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), h AS (
     UPDATE job_cost_holds SET status = %(status)s, closed_at = %(now)s{settled}
     FROM j

@@ -1,0 +1,250 @@
+"""Reserve+settle pairs per second against raw single-statement charges on the same tables (bench/costs.py).
+
+Three variants, measured in interleaved rounds (each round runs every variant once, in a rotating
+order, so load drift on a shared machine hits all of them), for 1, 4, 8 (and 16) worker threads,
+(hot) all on one job and (spread) one job per worker:
+
+* ``raw``: a hand-written single-statement enforced charge (conditional ``UPDATE jobs`` + ledger
+  ``INSERT`` in one CTE) on a plain psycopg connection per thread, autocommit, prepared by psycopg:
+  one round trip per charge, the physical limit of the same work;
+* ``pair``: ``costs.reserve`` then ``costs.settle`` (the README's pattern for a paid call), the
+  public API, through Django's pool;
+* ``orm``: the same pair on the locked ORM path of before (``holds._reserve_locked`` /
+  ``holds._settle_locked`` in a transaction each, which SQLite and the slow path still use).
+
+Each worker loops for ``seconds`` after a common start; the rate is operations (charges or pairs)
+per second. After each measurement the ledger sum must equal ``jobs.total_cost`` and nothing may stay
+reserved. :func:`counts` prints the statements and round trips of one reserve+settle, read from the
+libpq protocol trace (every message the client sends), and Django's own count of its statements.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+RAW_SQL = """
+WITH j AS (
+    UPDATE jobs SET total_cost = total_cost + %(cost)s
+    WHERE id = %(job)s AND total_cost + reserved_cost + %(cost)s <= budget_limit
+    RETURNING id
+)
+INSERT INTO job_costs (id, job_id, stage_name, api_name, cost, timestamp)
+SELECT %(id)s, j.id, 'video_generation', 'svd', %(cost)s, now() FROM j
+"""
+ESTIMATE = Decimal("0.08")
+COST = Decimal("0.06")
+VARIANTS = ("raw", "pair", "orm")
+
+
+def make_jobs(n: int) -> list[uuid.UUID]:
+    from common.models import Job
+
+    return [
+        Job.objects.create(
+            user_id=uuid.uuid4(), audio_url="bench", user_prompt="bench", budget_limit=Decimal("99999999")
+        ).id
+        for _ in range(n)
+    ]
+
+
+def _timed(threads: int, seconds: float, setup: Callable[[int], Any], step: Callable[[Any], None]) -> float:
+    """Run ``step(state)`` in ``threads`` threads for ``seconds`` after a common start; return operations/s."""
+    from django.db import connection
+
+    barrier = threading.Barrier(threads + 1)
+    done = [0] * threads
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def body(i: int) -> None:
+        state = None
+        try:
+            state = setup(i)
+            step(state)  # connect (and prepare) before the clock
+            barrier.wait()
+            n = 0
+            while not stop.is_set():
+                step(state)
+                n += 1
+            done[i] = n
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            close = getattr(state, "close", None)
+            if close is not None:
+                close()
+            connection.close()
+
+    workers = [threading.Thread(target=body, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return sum(done) / elapsed
+
+
+def _raw(url: str, jobs: list[uuid.UUID], threads: int, seconds: float) -> float:
+    import psycopg
+
+    class State:
+        def __init__(self, i: int) -> None:
+            self.job = jobs[i % len(jobs)]
+            self.conn = psycopg.connect(url, autocommit=True)
+
+        def close(self) -> None:
+            self.conn.close()
+
+    def step(state: State) -> None:
+        cur = state.conn.execute(RAW_SQL, {"cost": COST, "job": state.job, "id": uuid.uuid4()})
+        if cur.rowcount != 1:
+            raise RuntimeError("raw charge refused")
+
+    return _timed(threads, seconds, State, step)
+
+
+def _pair(jobs: list[uuid.UUID], threads: int, seconds: float) -> float:
+    from common.services import costs
+
+    def step(job: uuid.UUID) -> None:
+        hold = costs.reserve(job, "video_generation", "svd", ESTIMATE)
+        costs.settle(hold, COST)
+
+    return _timed(threads, seconds, lambda i: jobs[i % len(jobs)], step)
+
+
+def _orm(jobs: list[uuid.UUID], threads: int, seconds: float) -> float:
+    from common.db import retry_locked
+    from common.services import holds
+
+    def step(job: uuid.UUID) -> None:
+        hold = retry_locked(functools.partial(holds._reserve_locked, job, "video_generation", "svd", ESTIMATE, None))
+        retry_locked(functools.partial(holds._settle_locked, hold.id, COST))
+
+    return _timed(threads, seconds, lambda i: jobs[i % len(jobs)], step)
+
+
+def check(jobs: list[uuid.UUID]) -> bool:
+    """The ledger sums to ``jobs.total_cost`` and nothing stays reserved or held, for every job."""
+    from common.models import HoldStatus, Job, JobCost, JobCostHold
+    from common.money import money_from_sum, money_sum
+
+    for job_id in jobs:
+        total, reserved = Job.objects.values_list("total_cost", "reserved_cost").get(id=job_id)
+        ledger = money_from_sum(JobCost.objects.filter(job_id=job_id).aggregate(s=money_sum())["s"])
+        if ledger != total or reserved != 0:
+            return False
+        if JobCostHold.objects.filter(job_id=job_id, status=HoldStatus.ACTIVE).exists():
+            return False
+    return True
+
+
+def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def compare(url: str, workers: tuple[int, ...], rounds: int, seconds: float) -> tuple[bool, float]:
+    """Print the pairs/s table; return (every ledger exact, the smallest median pair/raw ratio)."""
+    print(
+        f"\nreserve+settle pairs/s vs raw single-statement charges/s, {rounds} interleaved rounds of {seconds:g} s"
+        " per variant; median [min-max]; ratios are per round (same round, same load)"
+    )
+    print(f"{'workers':>7} {'jobs':>6} {'raw /s':>18} {'pair /s':>18} {'orm /s':>18} {'pair/raw':>20} {'orm/raw':>20}")
+    ok = True
+    smallest = float("inf")
+    for threads in workers:
+        for layout, njobs in (("hot", 1), ("spread", threads)):
+            if threads == 1 and layout == "spread":
+                continue  # one worker: the same as hot
+            rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            for r in range(rounds):
+                order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
+                for name in order:
+                    jobs = make_jobs(njobs)
+                    if name == "raw":
+                        rate = _raw(url, jobs, threads, seconds)
+                    elif name == "pair":
+                        rate = _pair(jobs, threads, seconds)
+                    else:
+                        rate = _orm(jobs, threads, seconds)
+                    ok = check(jobs) and ok
+                    rates[name].append(rate)
+            pair_ratio = [p / b for p, b in zip(rates["pair"], rates["raw"], strict=True)]
+            orm_ratio = [o / b for o, b in zip(rates["orm"], rates["raw"], strict=True)]
+            smallest = min(smallest, statistics.median(pair_ratio))
+            print(
+                f"{threads:>7} {layout:>6} {_spread(rates['raw']):>18} {_spread(rates['pair']):>18}"
+                f" {_spread(rates['orm']):>18} {_spread(pair_ratio, '{:.3f}'):>20} {_spread(orm_ratio, '{:.3f}'):>20}"
+            )
+    return ok, smallest
+
+
+def _traced(run: Callable[[], None]) -> tuple[Counter[str], int]:
+    """The client's protocol messages while ``run`` runs (libpq trace) and Django's statement count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from psycopg import pq
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    fd, path = tempfile.mkstemp(suffix=".trace")
+    try:
+        pgconn.trace(fd)
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        with CaptureQueriesContext(connection) as captured:
+            run()
+        pgconn.untrace()
+        os.close(fd)
+        with open(path, encoding="utf-8", errors="replace") as trace:
+            sent = Counter(line.split()[2] for line in trace if line.startswith("F\t") and len(line.split()) > 2)
+    finally:
+        os.unlink(path)
+    return sent, len(captured.captured_queries)
+
+
+def counts() -> None:
+    """Print statements and round trips of one reserve+settle (new path, old ORM path) and one raw charge."""
+    from common.db import retry_locked
+    from common.services import costs, holds
+
+    [job] = make_jobs(1)
+    # Warm each path once (psycopg prepares its statement on first use), then trace the second run.
+    for _ in range(2):
+        new_path = _traced(lambda: costs.settle(costs.reserve(job, "video_generation", "svd", ESTIMATE), COST))
+
+    def old() -> None:
+        hold = retry_locked(functools.partial(holds._reserve_locked, job, "video_generation", "svd", ESTIMATE, None))
+        retry_locked(functools.partial(holds._settle_locked, hold.id, COST))
+
+    old_path = _traced(old)
+    charge = _traced(lambda: costs.track_cost(job, "video_generation", "svd", COST, enforce=True))
+    print("\nstatements and round trips (libpq protocol trace of one call on a warm connection; Django's count):")
+    for label, (sent, django) in (
+        ("reserve+settle, ORM path (before)", old_path),
+        ("reserve+settle, one statement each (after)", new_path),
+        ("enforced charge (track_cost), for reference", charge),
+    ):
+        statements = sent["Execute"] + sent["Query"]
+        trips = sent["Sync"] + sent["Query"]
+        messages = ", ".join(f"{name} {n}" for name, n in sorted(sent.items()))
+        print(
+            f"  {label:45s} statements {statements:2d}, round trips {trips:2d}, Django-captured {django:2d}"
+            f"   (client messages: {messages})"
+        )
