@@ -69,7 +69,10 @@ SELECT h.id FROM h
 """
 
 # The job row locked first, then the hold (the lock order of every cost operation); the hold's
-# job_id never changes, so reading it from the snapshot is exact.
+# job_id never changes, so reading it from the snapshot is exact. The final UPDATE of the job finds
+# its row by id, never by the ctid ``j`` locked: a version committed after the statement's snapshot is
+# invisible to a TID scan, while an update reached through the index follows the row's update chain
+# to the newest version (the one locked), as READ COMMITTED updates do.
 _CLOSE = """
 WITH j AS (
     SELECT id, total_cost, reserved_cost FROM jobs
