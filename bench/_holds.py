@@ -228,13 +228,13 @@ def counts() -> None:
     # Warm each path once (psycopg prepares its statement on first use), then trace the second run.
     for _ in range(2):
         new_path = _traced(lambda: costs.settle(costs.reserve(job, "video_generation", "svd", ESTIMATE), COST))
+        charge = _traced(lambda: costs.track_cost(job, "video_generation", "svd", COST, enforce=True))
 
     def old() -> None:
         hold = retry_locked(functools.partial(holds._reserve_locked, job, "video_generation", "svd", ESTIMATE, None))
         retry_locked(functools.partial(holds._settle_locked, hold.id, COST))
 
     old_path = _traced(old)
-    charge = _traced(lambda: costs.track_cost(job, "video_generation", "svd", COST, enforce=True))
     print("\nstatements and round trips (libpq protocol trace of one call on a warm connection; Django's count):")
     for label, (sent, django) in (
         ("reserve+settle, ORM path (before)", old_path),
@@ -248,3 +248,74 @@ def counts() -> None:
             f"  {label:45s} statements {statements:2d}, round trips {trips:2d}, Django-captured {django:2d}"
             f"   (client messages: {messages})"
         )
+
+
+def profile(url: str, samples: int = 150) -> None:
+    """Print the database's own work per statement: raw charge, reserve, settle (EXPLAIN ANALYZE, WAL, BUFFERS).
+
+    Commit (the WAL flush) is not in these figures: a raw charge commits once, a reserve+settle pair twice.
+    """
+    import psycopg
+    from django.utils import timezone
+
+    from common.selectors.costs import hold_cutoff
+    from common.services import _holds_pg
+
+    jobs = make_jobs(3)
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def explain(sql: str, params: dict[str, Any]) -> tuple[float, float, float, float]:
+            row = conn.execute("EXPLAIN (ANALYZE, WAL, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
+            plan = row[0][0] if row else {}
+            top = plan["Plan"]
+            buffers = top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+            return top.get("WAL Records", 0), top.get("WAL Bytes", 0), buffers, plan["Execution Time"]
+
+        seen: dict[str, list[tuple[float, float, float, float]]] = {"raw charge": [], "reserve": [], "settle": []}
+        for i in range(samples + 30):
+            job = jobs[i % len(jobs)]
+            raw = explain(RAW_SQL, {"cost": COST, "job": job, "id": uuid.uuid4()})
+            now = timezone.now()
+            hold = uuid.uuid4()
+            reserve_params = {
+                "amount": ESTIMATE,
+                "job": job,
+                "id": hold,
+                "stage": "video_generation",
+                "api": "svd",
+                "now": now,
+                "cutoff": hold_cutoff(now),
+            }
+            reserve = explain(_holds_pg.RESERVE_SQL[False], reserve_params)
+            now = timezone.now()
+            settle_params = {
+                "hold": hold,
+                "status": "settled",
+                "cost_id": uuid.uuid4(),
+                "cost": COST,
+                "now": now,
+                "cutoff": hold_cutoff(now),
+                "key": f"hold:{hold}",
+            }
+            settle = explain(_holds_pg.SETTLE_SQL, settle_params)
+            if i >= 30:  # after a warm-up
+                for name, figures in (("raw charge", raw), ("reserve", reserve), ("settle", settle)):
+                    seen[name].append(figures)
+    print(f"\ndatabase work per statement (EXPLAIN ANALYZE, WAL, BUFFERS; mean of {samples}, execution median):")
+    means = {}
+    for name, rows in seen.items():
+        records, wal, buffers = (statistics.mean(row[k] for row in rows) for k in range(3))
+        means[name] = (records, wal, buffers, statistics.median(row[3] for row in rows))
+        print(
+            f"  {name:10s} WAL records {records:5.1f}  WAL bytes {wal:6.0f}  buffers {buffers:5.1f}"
+            f"  execution {means[name][3]:.3f} ms"
+        )
+    pair = [means["reserve"][k] + means["settle"][k] for k in range(4)]
+    print(
+        "  reserve+settle / raw charge: "
+        + ", ".join(
+            f"{label} {pair[k] / means['raw charge'][k]:.2f}x"
+            for k, label in enumerate(("WAL records", "WAL bytes", "buffers", "execution"))
+        )
+        + "; commits 2 vs 1"
+    )

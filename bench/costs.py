@@ -224,6 +224,7 @@ def main() -> None:
             print(f"pool during the charge bench: {pool_waits(before, pool_counters())}")
         if args.only in (None, "holds"):
             _holds.counts()
+            _holds.profile(url)
             middle = pool_counters()
             ok, smallest = _holds.compare(url, workers, args.hold_rounds, args.seconds)
             all_ok = all_ok and ok
