@@ -153,7 +153,9 @@ def reserve(
         params["limit"] = limit
     if run_prepared(conn, RESERVE_SQL[limit is not None], params) is None:
         return None
-    hold = JobCostHold(id=hold_id, job_id=job_id, stage_name=stage, api_name=api_name, amount=amount, created_at=now)
+    # Positional, in the model's field order (id, job, stage, api, amount, status, created_at, closed_at,
+    # settled_cost): about half the cost of keyword arguments, on the hot path.
+    hold = JobCostHold(hold_id, job_id, stage, api_name, amount, HoldStatus.ACTIVE, now, None, None)  # type: ignore[misc]
     return _loaded(hold, conn)
 
 
@@ -180,8 +182,8 @@ def settle(
     if result is None:
         return None
     job_id, stage, api_name, held, total, budget, status = result
-    row = JobCost(id=cost_id, job_id=job_id, stage_name=stage, api_name=api_name, cost=cost, timestamp=now)
-    row.idempotency_key = key
+    # Positional, in the model's field order (id, job, stage, api, cost, timestamp, key, quantity, unit, unit_price).
+    row = JobCost(cost_id, job_id, stage, api_name, cost, now, key, None, None, None)  # type: ignore[misc]
     return _loaded(row, conn), held, total, budget, status
 
 

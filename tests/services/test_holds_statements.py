@@ -77,7 +77,9 @@ def test_reserve_settle_and_release_take_one_round_trip_each():
     assert (trips, django) == (1, 0)
     assert hold.status == HoldStatus.ACTIVE
     assert hold.amount == Decimal("0.30")
-    assert JobCostHold.objects.get(id=hold.id).amount == Decimal("0.30")
+    stored = JobCostHold.objects.get(id=hold.id)
+    fields = [f.attname for f in JobCostHold._meta.concrete_fields]
+    assert [getattr(hold, f) for f in fields] == [getattr(stored, f) for f in fields]  # what the statement wrote
     trips, django, row = round_trips(lambda: costs.settle(hold, Decimal("0.25")))
     assert (trips, django) == (1, 0)
     assert (row.cost, row.idempotency_key, row.stage_name, row.api_name) == (
@@ -86,7 +88,9 @@ def test_reserve_settle_and_release_take_one_round_trip_each():
         "video_generation",
         "svd",
     )
-    assert JobCost.objects.get(id=row.id).cost == Decimal("0.25")
+    ledger = JobCost.objects.get(id=row.id)
+    fields = [f.attname for f in JobCost._meta.concrete_fields]
+    assert [getattr(row, f) for f in fields] == [getattr(ledger, f) for f in fields]
     stored = JobCostHold.objects.get(id=hold.id)
     assert (stored.status, stored.settled_cost_id) == (HoldStatus.SETTLED, row.id)
     other = costs.reserve(job.id, "video_generation", "svd", Decimal("0.40"))
@@ -229,3 +233,18 @@ def test_four_processes_reserving_and_settling_never_overspend():
     assert JobCostHold.objects.filter(job_id=job.id, status=HoldStatus.SETTLED).count() == 30
     assert job.reserved_cost == 0
     assert not JobCostHold.objects.filter(job_id=job.id, status=HoldStatus.ACTIVE).exists()
+
+
+def test_a_limit_replaces_the_budget_in_the_single_statement():
+    job = make_job("1.00")
+    costs.release(costs.reserve(job.id, "s", "svd", Decimal("0.10"), limit=Decimal("2.00")))  # prepared on first use
+    trips, _, hold = round_trips(
+        lambda: costs.reserve(job.id, "video_generation", "svd", Decimal("1.50"), limit=Decimal("2.00"))
+    )
+    assert trips == 1
+    assert reload(job).reserved_cost == Decimal("1.50")
+    with pytest.raises(BudgetExceededError) as info:
+        costs.reserve(job.id, "video_generation", "svd", Decimal("0.51"), limit=Decimal("2.00"))
+    assert info.value.details["limit"] == "2.00"
+    costs.release(hold)
+    assert reload(job).reserved_cost == 0
