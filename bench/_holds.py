@@ -156,7 +156,7 @@ def check(jobs: list[uuid.UUID]) -> bool:
     return True
 
 
-def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
     return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
 
 
@@ -190,8 +190,8 @@ def compare(url: str, workers: tuple[int, ...], rounds: int, seconds: float) -> 
             orm_ratio = [o / b for o, b in zip(rates["orm"], rates["raw"], strict=True)]
             smallest = min(smallest, statistics.median(pair_ratio))
             print(
-                f"{threads:>7} {layout:>6} {_spread(rates['raw']):>18} {_spread(rates['pair']):>18}"
-                f" {_spread(rates['orm']):>18} {_spread(pair_ratio, '{:.3f}'):>20} {_spread(orm_ratio, '{:.3f}'):>20}"
+                f"{threads:>7} {layout:>6} {spread(rates['raw']):>18} {spread(rates['pair']):>18}"
+                f" {spread(rates['orm']):>18} {spread(pair_ratio, '{:.3f}'):>20} {spread(orm_ratio, '{:.3f}'):>20}"
             )
     return ok, smallest
 
