@@ -319,3 +319,18 @@ def profile(url: str, samples: int = 150) -> None:
         )
         + "; commits 2 vs 1"
     )
+
+
+def churn(threads: int, seconds: float) -> float:
+    """Pairs/s with every thread giving its connection back after each pair (so a small pool makes threads wait)."""
+    from django.db import connection
+
+    from common.services import costs
+
+    jobs = make_jobs(threads)
+
+    def step(job: uuid.UUID) -> None:
+        costs.settle(costs.reserve(job, "video_generation", "svd", ESTIMATE), COST)
+        connection.close()  # back to the pool
+
+    return _timed(threads, seconds, lambda i: jobs[i], step)

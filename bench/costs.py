@@ -241,6 +241,12 @@ def main() -> None:
                 f"pool during the reservation bench (up to {max(workers)} threads):"
                 f" {pool_waits(middle, pool_counters())}"
             )
+        if args.only in (None, "holds"):
+            # The control: the shipped pool of 10 under 16 threads that give their connection back after each
+            # pair, so the counters above are shown to see waiting when there is some.
+            before = open_pool(10)
+            rate = _holds.churn(16, args.seconds)
+            print(f"control, pool of 10, 16 threads ({rate:.0f} pairs/s): {pool_waits(before, pool_counters())}")
         print(f"ledger sum == jobs.total_cost, nothing left reserved, for every job: {'yes' if all_ok else 'NO'}")
         if not all_ok:
             sys.exit(1)
