@@ -248,3 +248,26 @@ def test_a_limit_replaces_the_budget_in_the_single_statement():
     assert info.value.details["limit"] == "2.00"
     costs.release(hold)
     assert reload(job).reserved_cost == 0
+
+
+def test_with_prepared_statements_off_the_steps_prepare_nothing():
+    """COST_PREPARED_STATEMENTS=False (a pooler that cannot keep them): still one statement each, none prepared."""
+    from django.test import override_settings
+
+    job = make_job("1.00")
+    usage = "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements ORDER BY name"
+    costs.settle(costs.reserve(job.id, "video_generation", "svd", Decimal("0.10")), Decimal("0.10"))
+    with connection.cursor() as cursor:
+        cursor.execute(usage)
+        before = cursor.fetchall()
+    with override_settings(VIDEOGEN_COMMON={"COST_PREPARED_STATEMENTS": False}):
+        trips, django, hold = round_trips(lambda: costs.reserve(job.id, "video_generation", "svd", Decimal("0.20")))
+        assert (trips, django) == (1, 0)
+        costs.settle(hold, Decimal("0.20"))
+        costs.release(costs.reserve(job.id, "video_generation", "svd", Decimal("0.20")))
+    assert connection.connection.prepare_threshold is None
+    with connection.cursor() as cursor:
+        cursor.execute(usage)
+        assert cursor.fetchall() == before
+    job = reload(job)
+    assert (job.total_cost, job.reserved_cost) == (Decimal("0.30"), Decimal(0))
