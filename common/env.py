@@ -187,7 +187,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "DATABASE_POOL_SIZE",
         whole_number(1, 1000, "connections"),
-        "connections a process may open, 1–1000 (PostgreSQL)",  # noqa: RUF001 - the README's en dash
+        # The README's en dash (RUF001); the sizing rule is the README's, in its threads section.
+        "connections a process may open, 1–1000 (PostgreSQL); at least its threads that use the database + 2"  # noqa: RUF001
+        " (see *Threads and database connections*)",
         "`10`",
     ),
     Variable(

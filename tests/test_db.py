@@ -618,13 +618,21 @@ def test_retry_locked_never_retries_inside_a_callers_transaction() -> None:
 
 def test_a_service_retries_a_locked_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hold services run their writes through retry_locked: a lock is latency, not an error."""
+    from datetime import timedelta
     from decimal import Decimal
 
-    from common.models import Job
+    from django.utils import timezone
+
+    from common.models import Job, JobCostHold
     from common.services.holds import hold_reserve
 
     monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
     job = Job.objects.create(user_id=uuid.uuid4(), audio_url="a", user_prompt="p")
+    # A hold past its term: on PostgreSQL the reservation's single statement declines and the locked ORM
+    # path (the one retry_locked guards, and SQLite's only path) expires it first and writes the hold.
+    JobCostHold.objects.create(
+        job=job, stage_name="s", api_name="svd", amount=Decimal("0.50"), created_at=timezone.now() - timedelta(days=1)
+    )
     refused: list[str] = []
 
     def locked_twice(execute, sql, params, many, context):  # type: ignore[no-untyped-def]

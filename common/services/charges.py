@@ -31,26 +31,22 @@ How the guarantee is kept:
 from __future__ import annotations
 
 import uuid
-import weakref
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from common.conf import app_settings
 from common.db import async_twin, boundary, retry_locked
 from common.errors import ValidationError
 from common.ids import parse_job_id
 from common.models import ACTIVE_JOB_STATUSES, Job, JobCost
 from common.money import MAX_MONEY, parse_money, parse_quantity
 from common.services import _budget
+from common.services._statements import CURSORS, run_prepared
 from common.services.prices import price_get, price_of, price_table
-
-if TYPE_CHECKING:
-    import psycopg
 
 __all__ = ["IDEMPOTENCY_CONSTRAINT", "acharge_record", "charge_record"]
 
@@ -84,10 +80,8 @@ _PG_EXTRAS = {
         ", %(key)s, %(quantity)s::numeric, %(unit)s, %(unit_price)s::numeric",
     ),
 }
-# The charge cursor of each Django connection (per thread), for its current raw psycopg connection.
-# Keyed on the Django wrapper, not on the raw connection: the cursor references its raw connection,
-# so a raw key would never be dropped (closed or pool-recycled connections would pile up).
-_CURSORS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+# The statement cursor of each Django connection (shared with the holds' statements, see _statements).
+_CURSORS = CURSORS
 
 _PG_CHARGE_SQL = {
     (mode, extras): _PG_CHARGE.format(condition=condition, columns=columns, values=values)
@@ -118,29 +112,10 @@ def _charge_fast(
     mode = "plain" if not enforce else "budget" if limit is None else "limit"
     if mode == "limit":
         params["limit"] = limit
-    conn.ensure_connection()
-    # A server-binding psycopg cursor on the raw connection and a prepared statement, so the hot path
-    # skips parsing and planning: bench/costs.py measures about 1.5x (one job) and 1.9x (one job per
-    # thread) more charges per second than with COST_PREPARED_STATEMENTS off, one round trip per charge.
-    # Django opens connections with prepare_threshold=None (preparing off, for poolers such as
-    # pgbouncer); it is switched on for this one statement only, unless COST_PREPARED_STATEMENTS is
-    # off. Django's own cursors bind client-side and never prepare.
-    import psycopg  # here, not at module level: on SQLite the import (~80 ms) would be start-up time for nothing
-
-    raw = conn.connection
-    cursor = _CURSORS.get(conn)
-    if cursor is None or cursor.closed or cursor.connection is not raw:
-        cursor = _CURSORS[conn] = psycopg.Cursor(raw)  # one per connection, reused: no set-up per charge
-    prepare = bool(app_settings.COST_PREPARED_STATEMENTS)
-    threshold = raw.prepare_threshold
-    if prepare:
-        raw.prepare_threshold = 0
-    try:
-        with conn.wrap_database_errors:
-            cursor.execute(_PG_CHARGE_SQL[mode, extras], params, prepare=prepare)
-            result = cursor.fetchone()
-    finally:
-        raw.prepare_threshold = threshold
+    # One prepared statement on the raw connection, so the hot path skips parsing and planning:
+    # bench/costs.py measures about 1.5x (one job) and 1.9x (one job per thread) more charges per
+    # second than with COST_PREPARED_STATEMENTS off, one round trip per charge (see _statements).
+    result = run_prepared(conn, _PG_CHARGE_SQL[mode, extras], params)
     return None if result is None else (result[0], result[1], result[2])
 
 

@@ -5,6 +5,10 @@ is settled, released, or older than ``RESERVATION_TTL_SECONDS`` (its term runs f
 ``created_at``; :func:`hold_renew` restarts it for a long call), so a crashed worker cannot block
 a job. Every operation locks the job row before its holds (the same order as charges, see
 :mod:`common.services.charges`), expires the holds past their term and decides with fresh figures.
+On PostgreSQL, reserve, settle and release are each one prepared statement (one round trip) in
+the common case (:mod:`common.services._holds_pg`); whatever that statement does not take (over
+budget, a finished job, a closed or expired hold, stale holds to expire first) is decided by the
+locked ORM path below, which is also the SQLite path, with the same rules and errors.
 
 * :func:`hold_reserve` is refused atomically when spent + reserved + estimate exceeds the limit,
   and on a finished job (``JOB_FINISHED``).
@@ -19,13 +23,14 @@ a job. Every operation locks the job row before its holds (the same order as cha
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from common.db import async_twin, boundary, retry_locked
@@ -34,7 +39,7 @@ from common.ids import canonical_uuid, parse_job_id
 from common.models import HoldStatus, Job, JobCost, JobCostHold
 from common.money import ZERO, format_money, parse_money
 from common.selectors.costs import hold_cutoff
-from common.services import _budget
+from common.services import _budget, _holds_pg
 
 __all__ = [
     "Reservation",
@@ -56,6 +61,15 @@ __all__ = [
 ]
 
 logger = _budget.logger
+T = TypeVar("T")
+
+
+def _pg(conn: BaseDatabaseWrapper, step: Callable[[], T | None]) -> T | None:
+    """Run a one-statement step: as its own transaction (autocommit), or in a savepoint inside the caller's."""
+    if conn.in_atomic_block:
+        with transaction.atomic():  # a failed statement leaves the caller's transaction usable, as on the ORM path
+            return step()
+    return step()
 
 
 def _hold_id(hold: JobCostHold | UUID | str) -> UUID:
@@ -90,21 +104,41 @@ def hold_reserve(
     amount = parse_money(estimate, name="estimate")
     checked_limit = None if limit is None else parse_money(limit, name="limit")
 
-    def hold() -> JobCostHold:
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.vendor == "postgresql":
         now = timezone.now()
-        state = _budget.lock_job(job_uuid, now)
-        if state.finished:
-            raise _budget.finished_error(job_uuid, state.status, "reservation")
-        effective = state.budget if checked_limit is None else checked_limit
-        if state.total + state.reserved + amount > effective:
-            raise _budget.refusal(job_uuid, state.total, state.reserved, amount, effective, "reservation")
-        created = JobCostHold.objects.create(
-            job_id=job_uuid, stage_name=stage, api_name=api_name, amount=amount, created_at=now
+        fast = _pg(
+            conn,
+            lambda: _holds_pg.reserve(
+                conn,
+                job_id=job_uuid,
+                stage=stage,
+                api_name=api_name,
+                amount=amount,
+                limit=checked_limit,
+                now=now,
+                cutoff=hold_cutoff(now),
+            ),
         )
-        Job.objects.filter(id=job_uuid).update(reserved_cost=state.reserved + amount)
-        return created
+        if fast is not None:
+            return fast
+    return retry_locked(functools.partial(_reserve_locked, job_uuid, stage, api_name, amount, checked_limit))
 
-    return retry_locked(hold)
+
+def _reserve_locked(job_id: UUID, stage: str, api_name: str, amount: Decimal, limit: Decimal | None) -> JobCostHold:
+    """Reserve under the job row lock with exact figures (SQLite, and PostgreSQL's slow path)."""
+    now = timezone.now()
+    state = _budget.lock_job(job_id, now)
+    if state.finished:
+        raise _budget.finished_error(job_id, state.status, "reservation")
+    effective = state.budget if limit is None else limit
+    if state.total + state.reserved + amount > effective:
+        raise _budget.refusal(job_id, state.total, state.reserved, amount, effective, "reservation")
+    created = JobCostHold.objects.create(
+        job_id=job_id, stage_name=stage, api_name=api_name, amount=amount, created_at=now
+    )
+    Job.objects.filter(id=job_id).update(reserved_cost=state.reserved + amount)
+    return created
 
 
 ahold_reserve = async_twin(hold_reserve)
@@ -127,42 +161,64 @@ def hold_settle(*, hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -
     hold_id = _hold_id(hold)
     cost = parse_money(actual_cost, name="actual_cost")
 
-    def close() -> JobCost:
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.vendor == "postgresql":
         now = timezone.now()
-        job_id = _hold_job(hold_id)
-        # Lock order: the job row, then its holds (every operation does the same).
-        state = _budget.lock_job(job_id, now)
-        current = JobCostHold.objects.get(id=hold_id)
-        if current.status == HoldStatus.SETTLED and current.settled_cost_id is not None:
-            return JobCost.objects.get(id=current.settled_cost_id)
-        reserved = state.reserved - current.amount if current.status == HoldStatus.ACTIVE else state.reserved
-        new_total = _budget.new_total(job_id, state.total, cost)
-        row = JobCost(
-            job_id=job_id,
-            stage_name=current.stage_name,
-            api_name=current.api_name,
-            cost=cost,
-            timestamp=now,
-            idempotency_key=f"hold:{hold_id}",
-        )
-        row.save(force_insert=True)
-        JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.SETTLED, closed_at=now, settled_cost=row)
-        Job.objects.filter(id=job_id).update(total_cost=new_total, reserved_cost=reserved)
-        _budget.crossed_thresholds(job_id, state.total, new_total, state.budget)
-        _budget.spent_logs(
-            job_id,
-            old_total=state.total,
-            new_total=new_total,
-            budget=state.budget,
-            status=state.status,
-            cost=cost,
-            what="settle",
-            held=current.amount,
-            hold_status=str(current.status),
-        )
-        return row
+        fast = _pg(conn, lambda: _holds_pg.settle(conn, hold_id=hold_id, cost=cost, now=now, cutoff=hold_cutoff(now)))
+        if fast is not None:
+            row, held, new_total, budget, status = fast
+            old_total = new_total - cost
+            _budget.crossed_thresholds(row.job_id, old_total, new_total, budget)
+            _budget.spent_logs(
+                row.job_id,
+                old_total=old_total,
+                new_total=new_total,
+                budget=budget,
+                status=status,
+                cost=cost,
+                what="settle",
+                held=held,
+                hold_status=str(HoldStatus.ACTIVE),
+            )
+            return row
+    return retry_locked(functools.partial(_settle_locked, hold_id, cost))
 
-    return retry_locked(close)
+
+def _settle_locked(hold_id: UUID, cost: Decimal) -> JobCost:
+    """Settle under the job row lock with exact figures (SQLite, and PostgreSQL's slow path)."""
+    now = timezone.now()
+    job_id = _hold_job(hold_id)
+    # Lock order: the job row, then its holds (every operation does the same).
+    state = _budget.lock_job(job_id, now)
+    current = JobCostHold.objects.get(id=hold_id)
+    if current.status == HoldStatus.SETTLED and current.settled_cost_id is not None:
+        return JobCost.objects.get(id=current.settled_cost_id)
+    reserved = state.reserved - current.amount if current.status == HoldStatus.ACTIVE else state.reserved
+    new_total = _budget.new_total(job_id, state.total, cost)
+    row = JobCost(
+        job_id=job_id,
+        stage_name=current.stage_name,
+        api_name=current.api_name,
+        cost=cost,
+        timestamp=now,
+        idempotency_key=f"hold:{hold_id}",
+    )
+    row.save(force_insert=True)
+    JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.SETTLED, closed_at=now, settled_cost=row)
+    Job.objects.filter(id=job_id).update(total_cost=new_total, reserved_cost=reserved)
+    _budget.crossed_thresholds(job_id, state.total, new_total, state.budget)
+    _budget.spent_logs(
+        job_id,
+        old_total=state.total,
+        new_total=new_total,
+        budget=state.budget,
+        status=state.status,
+        cost=cost,
+        what="settle",
+        held=current.amount,
+        hold_status=str(current.status),
+    )
+    return row
 
 
 ahold_settle = async_twin(hold_settle)
@@ -173,19 +229,27 @@ def hold_release(*, hold: JobCostHold | UUID | str) -> JobCostHold:
     """Give a hold's budget back without charging (the call was not made); closing a closed hold does nothing."""
     hold_id = _hold_id(hold)
 
-    def give_back() -> JobCostHold:
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.vendor == "postgresql":
         now = timezone.now()
-        job_id = _hold_job(hold_id)
-        state = _budget.lock_job(job_id, now)
-        current = JobCostHold.objects.get(id=hold_id)
-        if current.status != HoldStatus.ACTIVE:
-            return current
-        JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.RELEASED, closed_at=now)
-        Job.objects.filter(id=job_id).update(reserved_cost=state.reserved - current.amount)
-        current.refresh_from_db()
-        return current
+        fast = _pg(conn, lambda: _holds_pg.release(conn, hold_id=hold_id, now=now, cutoff=hold_cutoff(now)))
+        if fast is not None:
+            return fast
+    return retry_locked(functools.partial(_release_locked, hold_id))
 
-    return retry_locked(give_back)
+
+def _release_locked(hold_id: UUID) -> JobCostHold:
+    """Release under the job row lock (SQLite, and PostgreSQL's slow path)."""
+    now = timezone.now()
+    job_id = _hold_job(hold_id)
+    state = _budget.lock_job(job_id, now)
+    current = JobCostHold.objects.get(id=hold_id)
+    if current.status != HoldStatus.ACTIVE:
+        return current
+    JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.RELEASED, closed_at=now)
+    Job.objects.filter(id=job_id).update(reserved_cost=state.reserved - current.amount)
+    current.refresh_from_db()
+    return current
 
 
 ahold_release = async_twin(hold_release)
