@@ -1,4 +1,4 @@
-"""Every read (the HackSoft "selectors"): jobs and stages (:mod:`.jobs`), money (:mod:`.costs`).
+"""Every read (the HackSoft "selectors"): jobs (:mod:`.jobs`), stage timings (:mod:`.estimates`), money (:mod:`.costs`).
 
 Import from here (``from common.selectors import job_get``); the submodules are the rooms. Every
 function is keyword-only, typed and runs inside :func:`common.db.boundary`, with an async twin.
@@ -9,10 +9,12 @@ callers that imported them from this module.
 from __future__ import annotations
 
 from common.ids import parse_job_id, parse_user_id
-from common.selectors import costs, jobs
+from common.selectors import costs, estimates, jobs
 from common.selectors.costs import *  # noqa: F403 - the package re-exports its rooms
+from common.selectors.estimates import *  # noqa: F403
 from common.selectors.jobs import *  # noqa: F403
 
 __all__ = ["parse_job_id", "parse_user_id"]
 __all__ += costs.__all__
+__all__ += estimates.__all__
 __all__ += jobs.__all__
