@@ -6,10 +6,11 @@ and Django send count too), the SQL statements the server ran (``CommandComplete
 executes Django saw (``CaptureQueriesContext``). The time estimate is on and the stages have history.
 
 Part 2 runs whole lifecycles (create, start + complete each of the 6 stages, complete: 14 transitions a
-job) and prints transitions per second for three variants measured in interleaved rounds (so a change
-of machine load hits all three): a plain Django implementation of the same transitions
+job) and prints transitions per second for the variants measured in interleaved rounds (so a change
+of machine load hits all of them): a plain Django implementation of the same transitions
 (``select_for_update`` + ``save`` in ``transaction.atomic``, no estimate, no checks beyond the
-state machine's), ours with the estimate switched off, and ours with it on; with little history,
+state machine's), ours with the estimate switched off, ours with it on, and (where the code has the
+medians cache) ours with it on and ``ESTIMATE_CACHE_SECONDS = 0``; with little history,
 then with ``--history`` completed runs per stage. Medians of ``--rounds`` rounds with their spread
 (min-max), and the ratios: estimate on / off, ours / plain Django. Single thread: the row lock
 serialises one job's transitions anyway.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import statistics
 import sys
@@ -154,6 +156,11 @@ def count_transitions() -> list[tuple[str, dict[str, Any]]]:
         lambda: leases.stage_fail_leased(job_id=job.id, stage_name="prompt_generation", owner=OWNER_A),
     )
     traced("job_complete", lambda: jobs.job_complete(job_id=job.id, video_url="bench.mp4"))
+    with no_receivers():
+        spare = new_job()
+        jobs.stage_start(job_id=spare.id, stage_name="audio_analysis")
+        jobs.stage_complete(job_id=spare.id, stage_name="audio_analysis")
+        traced("  the same without job_finished receivers", lambda: jobs.job_complete(job_id=spare.id, video_url="b"))
     failing = new_job()
     jobs.stage_start(job_id=failing.id, stage_name="audio_analysis")
     traced(
@@ -163,12 +170,31 @@ def count_transitions() -> list[tuple[str, dict[str, Any]]]:
     cancelled = new_job()
     jobs.stage_start(job_id=cancelled.id, stage_name="audio_analysis")
     traced("job_cancel (one stage running)", lambda: jobs.job_cancel(job_id=cancelled.id))
+    with no_receivers():
+        spare = new_job()
+        jobs.stage_start(job_id=spare.id, stage_name="audio_analysis")
+        traced("  the same without job_finished receivers", lambda: jobs.job_cancel(job_id=spare.id))
     refused = new_job()
     traced(
         "refused: stage_complete never started",
         lambda: _expect_refusal(lambda: jobs.stage_complete(job_id=refused.id, stage_name="composition")),
     )
     return rows
+
+
+@contextmanager
+def no_receivers() -> Iterator[None]:
+    """Disconnect ``job_finished``'s receivers (the cost tracker's hold release) to count the transition alone."""
+    from common.services.jobs import job_finished
+
+    saved = job_finished.receivers[:]
+    job_finished.receivers.clear()
+    job_finished.sender_receivers_cache.clear()
+    try:
+        yield
+    finally:
+        job_finished.receivers[:] = saved
+        job_finished.sender_receivers_cache.clear()
 
 
 def _expect_refusal(call: Callable[[], object]) -> None:
@@ -188,7 +214,7 @@ def print_counts(rows: list[tuple[str, dict[str, Any]]]) -> None:
         print(
             f"{label:<40} {counts['round_trips']:>11} {len(counts['statements']):>10} {counts['executes']:>8}  {kinds}"
         )
-    lifecycle_rows = [c for label, c in rows if not label.startswith("refused")]
+    lifecycle_rows = [c for label, c in rows if not label.startswith(("refused", " "))]
     trips = statistics.mean(c["round_trips"] for c in lifecycle_rows)
     statements = statistics.mean(len(c["statements"]) for c in lifecycle_rows)
     print(f"{'mean over the transitions above':<40} {trips:>11.2f} {statements:>10.2f}")
@@ -281,13 +307,21 @@ def _summary(rates: list[float]) -> str:
 
 def compare(label: str, n: int, rounds: int) -> dict[str, float]:
     """Interleaved rounds of plain Django, ours with the estimate off, ours with it on; print medians and ratios."""
+    from django.test import override_settings
+
+    has_cache = importlib.util.find_spec("common.selectors.estimates") is not None  # not in the code before
     rates: dict[str, list[float]] = {"plain Django": [], "estimate off": [], "estimate on": []}
+    if has_cache:
+        rates["on, no cache"] = []
     on_off: list[float] = []
     for _ in range(rounds):
         rates["plain Django"].append(plain_django_lifecycle(n))
         with estimate_off():
             rates["estimate off"].append(lifecycle(n))
         rates["estimate on"].append(lifecycle(n))
+        if has_cache:
+            with override_settings(VIDEOGEN_COMMON={"ESTIMATE_CACHE_SECONDS": 0}):  # medians read every transition
+                rates["on, no cache"].append(lifecycle(n))
         on_off.append(rates["estimate on"][-1] / rates["estimate off"][-1])
     print(f"-- {label}")
     for name, values in rates.items():
@@ -302,6 +336,9 @@ def compare(label: str, n: int, rounds: int) -> dict[str, float]:
         f" (spread {min(on_off):.2f}-{max(on_off):.2f});"
         f"  ours / plain Django: estimate on {ratios['on/plain']:.2f}, off {ratios['off/plain']:.2f}"
     )
+    if has_cache:
+        cache = statistics.median(rates["estimate on"]) / statistics.median(rates["on, no cache"])
+        print(f"   the medians cache: estimate on with / without it {cache:.2f}")
     return ratios
 
 
