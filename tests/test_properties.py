@@ -719,6 +719,7 @@ def test_the_guard_covers_every_public_service_and_selector():
         "job_requeue", "job_fail_worker_lost", "recover_jobs",
         # the selectors
         "job_get", "job_list_for_user", "job_stages", "job_costs", "stage_median_durations", "stage_median_duration",
+        "stage_medians_cached",
         "job_estimate_remaining", "parse_job_id", "parse_user_id", "job_get_visible", "job_list_visible",
         "jobs_lease_expired", "jobs_queued_stale", "jobs_stale", "jobs_live_ids", "jobs_stale_report",
     }  # fmt: skip

@@ -47,7 +47,6 @@ from common.models import JobStage, StageStatus, clean_text
 # The public reads; estimate_seconds, expected_from, stage_median_record and stage_medians_forget are the
 # lifecycle's (common.services._lifecycle, stages) and the tests' helpers.
 __all__ = [
-    "MAX_HISTORY",
     "job_estimate_remaining",
     "stage_median_duration",
     "stage_median_durations",

@@ -8,8 +8,10 @@ when the transition is legal, refreshes ``estimated_remaining`` from the medians
 after. The second statement's snapshot is taken after the lock is granted, so it sees every transition
 committed before it, as the ORM version's statements after ``select_for_update`` do; the stage row it
 changes is locked (``FOR UPDATE`` or the ``UPDATE`` itself), so a lease heartbeat racing a takeover is
-decided on the newest row. A refused transition writes nothing; the service raises the same error as the
-ORM version (SQLite and other databases run that one).
+decided on the newest row. The time of the transition is taken before the lock is granted (the ORM version
+takes it after), so a stage ends no earlier than it started and ``updated_at`` never goes back: another
+transition may have committed a later time while this one waited. A refused transition writes nothing;
+the service raises the same error as the ORM version (SQLite and other databases run that one).
 
 Why not ``transaction.atomic`` and a statement per step: each statement is a round trip, and so are psycopg's
 ``BEGIN`` and ``COMMIT``; bench/jobs.py prints the counts and what they cost.
@@ -148,7 +150,7 @@ stage AS (
 ),
 upd AS (
     UPDATE {jobs} AS j SET status = 'processing', current_stage = %(stage)s,
-        estimated_remaining = {_estimate_sql(expected)}, updated_at = %(now)s
+        estimated_remaining = {_estimate_sql(expected)}, updated_at = greatest(%(now)s, j.updated_at)
     WHERE j.id = %(job)s AND EXISTS (SELECT 1 FROM stage)
     RETURNING {_columns(Job, "j")}
 )
@@ -197,7 +199,7 @@ def stage_end(
     sql = f"""WITH job AS (SELECT status FROM {jobs} WHERE id = %(job)s),
 old AS (SELECT status, lease_owner FROM {stages} WHERE job_id = %(job)s AND stage_name = %(stage)s FOR UPDATE),
 stage AS (
-    UPDATE {stages} AS s SET status = %(status)s, completed_at = %(now)s,
+    UPDATE {stages} AS s SET status = %(status)s, completed_at = greatest(%(now)s, s.started_at),
         duration_seconds = CASE WHEN s.started_at IS NULL THEN NULL
             ELSE greatest(round(extract(epoch FROM %(now)s - s.started_at)::float8), 0)::integer END,
         cost = (SELECT coalesce(sum(c.cost), 0) FROM {costs} c WHERE c.job_id = %(job)s AND c.stage_name = %(stage)s),
@@ -207,7 +209,8 @@ stage AS (
     RETURNING {_columns(JobStage, "s")}
 ),
 upd AS (
-    UPDATE {jobs} AS j SET estimated_remaining = {_estimate_sql(expected)}, updated_at = %(now)s
+    UPDATE {jobs} AS j
+    SET estimated_remaining = {_estimate_sql(expected)}, updated_at = greatest(%(now)s, j.updated_at)
     WHERE j.id = %(job)s AND EXISTS (SELECT 1 FROM stage)
     RETURNING {_columns(Job, "j")}
 )
@@ -242,7 +245,7 @@ def _job_transition(job_id: uuid.UUID, set_sql: str, allowed: str, params: dict[
     # A finished job's running stages fail with it (job_fail, job_cancel; job_complete refuses running ones).
     finish_sql = f""",
 ended AS (
-    UPDATE {stages} AS s SET status = 'failed', completed_at = %(now)s,
+    UPDATE {stages} AS s SET status = 'failed', completed_at = greatest(%(now)s, s.started_at),
         duration_seconds = CASE WHEN s.started_at IS NULL THEN NULL
             ELSE greatest(round(extract(epoch FROM %(now)s - s.started_at)::float8), 0)::integer END,
         cost = (SELECT coalesce(sum(c.cost), 0) FROM {costs} c
@@ -258,7 +261,7 @@ st AS (
     FROM {stages} WHERE job_id = %(job)s
 ),
 upd AS (
-    UPDATE {jobs} AS j SET {set_sql}, updated_at = %(now)s
+    UPDATE {jobs} AS j SET {set_sql}, updated_at = greatest(%(now)s, j.updated_at)
     FROM job, st WHERE j.id = %(job)s AND ({allowed})
     RETURNING {_columns(Job, "j")}
 ){finish_sql if finish else ""}
