@@ -6,12 +6,13 @@ and Django send count too), the SQL statements the server ran (``CommandComplete
 executes Django saw (``CaptureQueriesContext``). The time estimate is on and the stages have history.
 
 Part 2 runs whole lifecycles (create, start + complete each of the 6 stages, complete: 14 transitions a
-job) and prints transitions per second for the variants measured in interleaved rounds (so a change
-of machine load hits all of them): a plain Django implementation of the same transitions
+job) and prints transitions per second for the variants, measured in rounds interleaved job by job
+(each round runs one job of each variant in turn, the order rotating, so a change of machine load hits
+all of them alike): a plain Django implementation of the same transitions
 (``select_for_update`` + ``save`` in ``transaction.atomic``, no estimate, no checks beyond the
 state machine's), ours with the estimate switched off, ours with it on, and (where the code has the
-medians cache) ours with it on and ``ESTIMATE_CACHE_SECONDS = 0``; with little history,
-then with ``--history`` completed runs per stage. Medians of ``--rounds`` rounds with their spread
+medians cache) ours with it on and the medians read every transition (``ESTIMATE_CACHE_SECONDS = 0``);
+with little history, then with ``--history`` completed runs per stage. Medians of ``--rounds`` rounds with their spread
 (min-max), and the ratios: estimate on / off, ours / plain Django. Single thread: the row lock
 serialises one job's transitions anyway.
 
@@ -305,23 +306,59 @@ def _summary(rates: list[float]) -> str:
     return f"median {statistics.median(rates):8.1f}/s   spread {min(rates):7.1f}-{max(rates):7.1f}"
 
 
-def compare(label: str, n: int, rounds: int) -> dict[str, float]:
-    """Interleaved rounds of plain Django, ours with the estimate off, ours with it on; print medians and ratios."""
-    from django.test import override_settings
+@contextmanager
+def medians_uncached() -> Iterator[None]:
+    """The estimate on, its medians read from the history every transition (``ESTIMATE_CACHE_SECONDS = 0``).
 
-    has_cache = importlib.util.find_spec("common.selectors.estimates") is not None  # not in the code before
-    rates: dict[str, list[float]] = {"plain Django": [], "estimate off": [], "estimate on": []}
-    if has_cache:
-        rates["on, no cache"] = []
+    Patched rather than set with ``override_settings``: a settings change drops the cached medians, which
+    would make the next job of the cached variant reload them.
+    """
+    from common.selectors import estimates
+
+    real = estimates._ttl
+    estimates._ttl = lambda: 0.0  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        estimates._ttl = real  # type: ignore[assignment]
+
+
+def _variants() -> dict[str, Callable[[], float]]:
+    """Each variant runs one job's 14 transitions and returns the seconds they took."""
+
+    def ours(switch: Callable[[], Any] | None = None) -> Callable[[], float]:
+        def run() -> float:
+            if switch is None:
+                return TRANSITIONS_PER_JOB / lifecycle(1)
+            with switch():
+                return TRANSITIONS_PER_JOB / lifecycle(1)
+
+        return run
+
+    variants = {
+        "plain Django": lambda: TRANSITIONS_PER_JOB / plain_django_lifecycle(1),
+        "estimate off": ours(estimate_off),
+        "estimate on": ours(),
+    }
+    if importlib.util.find_spec("common.selectors.estimates") is not None:  # not in the code before
+        variants["on, no cache"] = ours(medians_uncached)
+    return variants
+
+
+def compare(label: str, n: int, rounds: int) -> dict[str, float]:
+    """Rounds of ``n`` jobs a variant, interleaved job by job (the order rotating), so load drift hits all alike."""
+    variants = _variants()
+    names = list(variants)
+    rates: dict[str, list[float]] = {name: [] for name in names}
     on_off: list[float] = []
     for _ in range(rounds):
-        rates["plain Django"].append(plain_django_lifecycle(n))
-        with estimate_off():
-            rates["estimate off"].append(lifecycle(n))
-        rates["estimate on"].append(lifecycle(n))
-        if has_cache:
-            with override_settings(VIDEOGEN_COMMON={"ESTIMATE_CACHE_SECONDS": 0}):  # medians read every transition
-                rates["on, no cache"].append(lifecycle(n))
+        seconds = dict.fromkeys(names, 0.0)
+        for i in range(n):
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                seconds[name] += variants[name]()
+        for name in names:
+            rates[name].append(n * TRANSITIONS_PER_JOB / seconds[name])
         on_off.append(rates["estimate on"][-1] / rates["estimate off"][-1])
     print(f"-- {label}")
     for name, values in rates.items():
@@ -336,9 +373,12 @@ def compare(label: str, n: int, rounds: int) -> dict[str, float]:
         f" (spread {min(on_off):.2f}-{max(on_off):.2f});"
         f"  ours / plain Django: estimate on {ratios['on/plain']:.2f}, off {ratios['off/plain']:.2f}"
     )
-    if has_cache:
-        cache = statistics.median(rates["estimate on"]) / statistics.median(rates["on, no cache"])
-        print(f"   the medians cache: estimate on with / without it {cache:.2f}")
+    if "on, no cache" in rates:
+        cache = [on / off for on, off in zip(rates["estimate on"], rates["on, no cache"], strict=True)]
+        print(
+            f"   the medians cache: estimate on with / without it, median of per-round ratios"
+            f" {statistics.median(cache):.2f} (spread {min(cache):.2f}-{max(cache):.2f})"
+        )
     return ratios
 
 
