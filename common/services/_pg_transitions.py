@@ -62,23 +62,30 @@ def _width(model: type[Model]) -> int:
 
 
 def _estimate_sql(expected: dict[str, float] | None) -> str:
-    """The new ``estimated_remaining`` (see ``estimates.estimate_seconds``): ``%(own)s`` times the named stage's."""
+    """The new ``estimated_remaining`` (see ``estimates.estimate_seconds``), from one scan of the job's stage rows.
+
+    Every pipeline stage's expected seconds (``%(total)s``) less what the job's rows account for: a completed
+    stage all of it, a running one what it has used (at most all of it). The stage this transition moves
+    (``%(stage)s``) is taken as it will be: ``%(own)s`` is 0 when it completes (all of it deducted), 1 when it
+    starts or fails (nothing deducted). One index range scan; an ``unnest`` joined to the rows cost more.
+    """
     if expected is None:
         return "j.estimated_remaining"
-    return f"""(SELECT round(coalesce(sum(CASE
-            WHEN p.name = %(stage)s THEN %(own)s * p.expected
-            WHEN s.status = 'completed' THEN 0
+    return f"""(SELECT round(%(total)s - coalesce(sum(CASE
+            WHEN s.stage_name = %(stage)s THEN (1 - %(own)s) * e.expected
+            WHEN s.status = 'completed' THEN e.expected
             WHEN s.status = 'processing' AND s.started_at IS NOT NULL
-                THEN greatest(p.expected - extract(epoch FROM %(now)s - s.started_at)::float8, 0)
-            ELSE p.expected END), 0))::integer
-        FROM unnest(%(names)s::text[], %(expected)s::float8[]) AS p(name, expected)
-        LEFT JOIN {JobStage._meta.db_table} s ON s.job_id = %(job)s AND s.stage_name = p.name)"""  # noqa: S608 - table names and fixed SQL only; values are parameters
+                THEN least(extract(epoch FROM %(now)s - s.started_at)::float8, e.expected)
+            ELSE 0 END), 0))::integer
+        FROM {JobStage._meta.db_table} s
+        CROSS JOIN LATERAL (SELECT (%(expected)s::jsonb ->> s.stage_name)::float8 AS expected) e
+        WHERE s.job_id = %(job)s AND e.expected IS NOT NULL)"""  # noqa: S608 - table names and fixed SQL only; values are parameters
 
 
 def _params(expected: dict[str, float] | None, **params: Any) -> dict[str, Any]:
     if expected is not None:
-        params["names"] = list(expected)
-        params["expected"] = [float(value) for value in expected.values()]
+        params["total"] = float(sum(expected.values()))
+        params["expected"] = json.dumps(expected)
     return params
 
 
