@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     ),
     "DEFAULT_STAGE_SECONDS": 60,
     "ESTIMATE_HISTORY_JOBS": 50,
+    # How long a process keeps the per-stage medians the transitions' estimate uses (common.selectors.estimates);
+    # its own completions are folded in at once, other processes' are seen within this. 0: query every time.
+    "ESTIMATE_CACHE_SECONDS": 30,
     # Workers (common.services.leases): a stage's lease, renewed by its heartbeat every third of it; a queued
     # job nothing has touched for JOB_QUEUED_STALE_SECONDS is reported (and requeued) by recover_jobs.
     "JOB_LEASE_SECONDS": 60,

@@ -52,6 +52,14 @@ def _postgres_marker(request: pytest.FixtureRequest) -> None:
         require_service("the default database is not PostgreSQL (set DATABASE_URL=postgres://...)")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_stage_medians() -> None:
+    """Each test starts with no cached stage medians: its history is the database's, rolled back between tests."""
+    from common.selectors.estimates import stage_medians_forget
+
+    stage_medians_forget()
+
+
 @pytest.fixture
 def redis_url() -> str:
     """URL of a reachable Redis server (``REDIS_URL`` or the local one)."""

@@ -43,6 +43,7 @@ from common.selectors import (
     parse_user_id,
     stage_median_duration,
     stage_median_durations,
+    stage_medians_cached,
 )
 from common.services import charges, costs, holds, jobs, leases, prices, reconcile, recovery, stages
 
@@ -610,7 +611,9 @@ def test_stale_job_selectors(data):
 def test_selectors(data):
     job = new_job()
     action = data.draw(
-        st.sampled_from(["get", "list", "stages", "costs", "medians", "median", "estimate", "parse_job", "parse_user"])
+        st.sampled_from(
+            ["get", "list", "stages", "costs", "medians", "cached", "median", "estimate", "parse_job", "parse_user"]
+        )
     )
     history: Arg = (st.one_of(st.none(), st.integers(0, 50)), st.one_of(numbers, hostile))
     spec: dict[str, Arg] = {
@@ -625,6 +628,7 @@ def test_selectors(data):
             "stage_names": (st.lists(STAGE[0], max_size=4), st.one_of(st.lists(hostile), hostile)),
             "history": history,
         },
+        "cached": {"stage_names": (st.lists(STAGE[0], max_size=4), st.one_of(st.lists(hostile), hostile))},
         "median": {"stage_name": STAGE, "history": history},
         "estimate": {"job_id": JOB, "stages": (st.just(None), st.one_of(st.lists(hostile, max_size=3), hostile))},
         "parse_job": {"job_id": JOB},
@@ -636,6 +640,7 @@ def test_selectors(data):
         "stages": job_stages,
         "costs": job_costs,
         "medians": stage_median_durations,
+        "cached": stage_medians_cached,
         "median": stage_median_duration,
         "estimate": job_estimate_remaining,
         "parse_job": parse_job_id,
@@ -801,6 +806,7 @@ def test_the_guard_covers_every_public_service_and_selector():
         "jobs_cost_mismatches", "job_ledger_total", "job_costs_repair",
         # the selectors
         "job_get", "job_list_for_user", "job_stages", "job_costs", "stage_median_durations", "stage_median_duration",
+        "stage_medians_cached",
         "job_estimate_remaining", "parse_job_id", "parse_user_id", "job_get_visible", "job_list_visible",
         "jobs_lease_expired", "jobs_queued_stale", "jobs_stale", "jobs_live_ids", "jobs_stale_report",
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""Reads of jobs and stages: one job, a user's jobs, what a caller may see, stage timings, stale jobs.
+"""Reads of jobs and stages: one job, a user's jobs, what a caller may see, stale jobs (timings: :mod:`.estimates`).
 
 Every function is keyword-only and typed; the async twins (``a`` prefix) run the
 query in a worker thread via ``sync_to_async`` so they never block the event loop.
@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import statistics
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -27,7 +25,12 @@ from common.conf import app_settings
 from common.db import boundary
 from common.errors import ConfigError, ValidationError
 from common.ids import canonical_uuid, parse_job_id, parse_user_id
-from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus, clean_text
+from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus
+from common.selectors.estimates import (  # noqa: F401 - their home before common.selectors.estimates
+    job_estimate_remaining,
+    stage_median_duration,
+    stage_median_durations,
+)
 
 __all__ = [
     "STALE_LEASE_EXPIRED",
@@ -38,7 +41,6 @@ __all__ = [
     "ajob_list_for_user",
     "ajobs_stale_report",
     "job_costs",
-    "job_estimate_remaining",
     "job_get",
     "job_get_visible",
     "job_lease_duration",
@@ -51,12 +53,9 @@ __all__ = [
     "jobs_queued_stale",
     "jobs_stale",
     "jobs_stale_report",
-    "stage_median_duration",
-    "stage_median_durations",
 ]
 
 JOB_NOT_FOUND = "JOB_NOT_FOUND"
-MAX_HISTORY = 10_000
 
 
 @boundary
@@ -144,94 +143,6 @@ def job_stages(*, job_id: UUID | str) -> list[JobStage]:
 def job_costs(*, job_id: UUID | str) -> QuerySet[JobCost]:
     """The job's ledger rows, oldest first."""
     return JobCost.objects.filter(job_id=parse_job_id(job_id)).order_by("timestamp", "id")
-
-
-def _recent_durations(stage_name: str, limit: int) -> QuerySet[JobStage, tuple[str, int | None]]:
-    # Served by the (stage_name, status, completed_at) index: a backward index scan stopping at ``limit``.
-    return (
-        JobStage.objects.filter(stage_name=stage_name, status=StageStatus.COMPLETED, duration_seconds__isnull=False)
-        .order_by("-completed_at")
-        .values_list("stage_name", "duration_seconds")[:limit]
-    )
-
-
-@boundary
-def stage_median_durations(*, stage_names: Iterable[str], history: int | None = None) -> dict[str, float | None]:
-    """Median duration (seconds) of the last ``history`` completed runs of each stage (``None``: no runs).
-
-    One query on PostgreSQL (a ``UNION ALL`` of per-stage index scans), one per stage on SQLite.
-    ``history`` defaults to the ``ESTIMATE_HISTORY_JOBS`` app setting.
-
-    Raises:
-        ValidationError: a stage name that is not text a column can hold, or ``history`` that is
-            not a whole number from 0 to ``MAX_HISTORY``.
-    """
-    if isinstance(stage_names, str) or not isinstance(stage_names, Iterable):
-        raise ValidationError(f"stage_names must be a list of stage names, got {type(stage_names).__name__}")
-    names = tuple(dict.fromkeys(clean_text(name, field="stage_name", max_length=64) for name in stage_names))
-    limit = app_settings.ESTIMATE_HISTORY_JOBS if history is None else _history(history)
-    durations: dict[str, list[int]] = {name: [] for name in names}
-    if names and limit > 0:
-        rows: Iterable[tuple[str, int | None]]
-        if connection.features.supports_slicing_ordering_in_compound and len(names) > 1:
-            # Compiled per call: caching the compiled SQL bought 0.92-1.11x on the transitions (bench/jobs.py),
-            # under the 1.3x a cache must buy to stay (DESIGN rule 8).
-            parts = [_recent_durations(name, limit) for name in names]
-            rows = parts[0].union(*parts[1:], all=True)
-        else:
-            rows = [row for name in names for row in _recent_durations(name, limit)]
-        for name, seconds in rows:
-            if seconds is not None:
-                durations[name].append(seconds)
-    return {name: float(statistics.median(values)) if values else None for name, values in durations.items()}
-
-
-def _history(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HISTORY:
-        raise ValidationError(f"history must be a whole number from 0 to {MAX_HISTORY}, got {value!r}")
-    return value
-
-
-@boundary
-def stage_median_duration(*, stage_name: str, history: int | None = None) -> float | None:
-    """Median duration (seconds) of the last ``history`` completed runs of ``stage_name``, or ``None``."""
-    clean_text(stage_name, field="stage_name", max_length=64)
-    return stage_median_durations(stage_names=[stage_name], history=history)[stage_name]
-
-
-@boundary
-def job_estimate_remaining(*, job_id: UUID | str, stages: Iterable[JobStage] | None = None) -> int:
-    """Seconds the job still needs: for each stage not yet completed, its median recent duration.
-
-    A stage that is running counts only for what is left of its median (never below zero);
-    a stage with no history counts ``DEFAULT_STAGE_SECONDS``. ``stages`` (the job's ``JobStage``
-    rows, when the caller has them) saves a query.
-
-    Raises:
-        ValidationError: a malformed job id, or ``stages`` that are not ``JobStage`` rows.
-    """
-    pk = parse_job_id(job_id)
-    if stages is not None:
-        given = list(stages) if isinstance(stages, Iterable) and not isinstance(stages, str | bytes) else None
-        if given is None or not all(isinstance(stage, JobStage) for stage in given):
-            raise ValidationError("stages must be the job's JobStage rows (or None to read them)")
-        stages = given
-    rows = {s.stage_name: s for s in (stages if stages is not None else JobStage.objects.filter(job_id=pk))}
-    default = float(app_settings.DEFAULT_STAGE_SECONDS)
-    remaining = [
-        name for name in app_settings.PIPELINE_STAGES if name not in rows or rows[name].status != StageStatus.COMPLETED
-    ]
-    medians = stage_median_durations(stage_names=remaining)
-    now = timezone.now()
-    total = 0.0
-    for name in remaining:
-        stage = rows.get(name)
-        median = medians[name]
-        expected = default if median is None else median
-        if stage is not None and stage.status == StageStatus.PROCESSING and stage.started_at is not None:
-            expected = max(expected - (now - stage.started_at).total_seconds(), 0.0)
-        total += expected
-    return round(total)
 
 
 @boundary

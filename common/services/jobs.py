@@ -35,11 +35,13 @@ from django.utils import timezone
 
 from common.db import async_twin, boundary
 from common.errors import PipelineError, ValidationError
-from common.ids import parse_user_id
+from common.ids import parse_job_id, parse_user_id
 from common.log import get_logger
 from common.models import Job, JobStage, JobStatus, StageStatus, clean_text
 from common.money import format_money, parse_money
+from common.selectors.jobs import job_not_found
 from common.services import _lifecycle as lifecycle
+from common.services import _pg_transitions as pg
 from common.services import stages
 from common.services.stages import *  # noqa: F403 - the stage transitions, re-exported (see the docstring)
 
@@ -76,7 +78,7 @@ def _finish_job(job: Job, status: str, now: datetime, *, stage_metadata: dict[st
     """Fail the stages still running and notify ``job_finished`` once the transaction commits."""
     for stage in JobStage.objects.select_for_update().filter(job=job, status=StageStatus.PROCESSING):
         lifecycle.finish_stage(job, stage, status=StageStatus.FAILED, now=now, metadata=stage_metadata)
-    transaction.on_commit(lambda: job_finished.send(sender=Job, job=job, status=status))
+    _notify(job, status)
 
 
 # --------------------------------------------------------------------------- jobs
@@ -101,10 +103,9 @@ def job_create(
     fields: dict[str, Any] = {"user_id": user, "audio_url": audio_url, "user_prompt": user_prompt}
     if budget_limit is not None:
         fields["budget_limit"] = parse_money(budget_limit, name="budget_limit", text=True)
-    with transaction.atomic():
-        job = Job(**fields)
-        job.estimated_remaining = lifecycle.estimate(job, stages=())
-        job.save(force_insert=True)
+    job = Job(**fields)
+    job.estimated_remaining = lifecycle.estimate(job, stages=())
+    job.save(force_insert=True)  # one INSERT: atomic by itself, no BEGIN/COMMIT round trips
     logger.info("job created", extra={"job_id": str(job.id), "budget_limit": str(job.budget_limit)})
     return job
 
@@ -167,6 +168,8 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
     if current_stage is not None:
         clean_text(current_stage, field="current_stage", max_length=64)
         lifecycle.check_stage_name(current_stage)
+    if pg.enabled():
+        return _progress_pg(parse_job_id(job_id), progress, current_stage)
     with transaction.atomic():
         job = lifecycle.lock_job(job_id)
         lifecycle.require_active(job, "update progress")
@@ -187,6 +190,27 @@ def job_update_progress(*, job_id: UUID | str, progress: int, current_stage: str
 ajob_update_progress = async_twin(job_update_progress)
 
 
+def _progress_pg(pk: UUID, progress: int, current_stage: str | None) -> Job:
+    """``job_update_progress`` in one round trip; a refusal raises as the ORM version's does."""
+    now = timezone.now()
+    result = pg.job_progress(
+        job_id=pk, progress=progress, current_stage=current_stage, now=now, expected=lifecycle.expected_seconds()
+    )
+    if result.job is None:
+        job = _refused(pk, result)
+        lifecycle.require_active(job, "update progress")
+        old = result.old_progress or 0
+        raise lifecycle.illegal(job, f"progress cannot go backwards (from {old} to {progress})", progress=progress)
+    return result.job
+
+
+def _refused(pk: UUID, result: pg.JobResult) -> Job:
+    """The job as a refused PostgreSQL transition saw it (``JOB_NOT_FOUND`` when there is none)."""
+    if result.job_status is None:
+        raise job_not_found(pk)
+    return Job(id=pk, status=result.job_status, progress=result.old_progress or 0)
+
+
 def _requeued_with_every_stage_done(job: Job) -> bool:
     """A queued job whose stages all completed: its worker died before ``job_complete`` and recovery requeued it."""
     if job.status != JobStatus.QUEUED:
@@ -205,6 +229,10 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
         ValidationError: when the job is not processing, a stage is still running, or the URL is empty.
     """
     clean_text(video_url, field="video_url")
+    if pg.enabled():
+        job = _complete_pg(parse_job_id(job_id), video_url)
+        logger.info("job completed", extra={"job_id": str(job.id)})
+        return job
     with transaction.atomic():
         job = lifecycle.lock_job(job_id)
         if job.status != JobStatus.PROCESSING and not _requeued_with_every_stage_done(job):
@@ -234,6 +262,37 @@ def job_complete(*, job_id: UUID | str, video_url: str) -> Job:
 ajob_complete = async_twin(job_complete)
 
 
+def _complete_pg(pk: UUID, video_url: str) -> Job:
+    """``job_complete`` in one round trip; a refusal raises as the ORM version's does."""
+    result = pg.job_complete(job_id=pk, video_url=video_url, now=timezone.now())
+    if result.job is None:
+        job = _refused(pk, result)
+        if job.status != JobStatus.PROCESSING and not (job.status == JobStatus.QUEUED and result.every_stage_completed):
+            raise lifecycle.illegal(
+                job, f"cannot complete a job that is {job.status} (only a processing job can complete)"
+            )
+        raise lifecycle.illegal(job, f"cannot complete while stage(s) {', '.join(result.running)} are still processing")
+    _notify(result.job, JobStatus.COMPLETED)
+    return result.job
+
+
+def _end_pg(pk: UUID, status: str, code: str, message: str, action: str, stage_metadata: dict[str, Any]) -> Job:
+    """``job_fail``/``job_cancel`` in one round trip; a refusal raises as the ORM version's does."""
+    result = pg.job_end(
+        job_id=pk, status=status, code=code, message=message, now=timezone.now(), stage_metadata=stage_metadata
+    )
+    if result.job is None:
+        lifecycle.require_active(_refused(pk, result), action)
+        raise RuntimeError(f"job {pk}: {action} was not applied and no rule refused it")
+    _notify(result.job, status)
+    return result.job
+
+
+def _notify(job: Job, status: str) -> None:
+    """Send ``job_finished`` once the transition commits (at once outside a caller's transaction)."""
+    transaction.on_commit(lambda: job_finished.send(sender=Job, job=job, status=status))
+
+
 @boundary
 def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
     """Mark a queued or processing job failed, storing the error's code and message.
@@ -247,6 +306,17 @@ def job_fail(*, job_id: UUID | str, error: PipelineError) -> Job:
             a :class:`PipelineError` whose text can be stored (no NUL, no lone surrogate).
     """
     record = lifecycle.error_record(error)
+    if pg.enabled():
+        job = _end_pg(
+            parse_job_id(job_id),
+            JobStatus.FAILED,
+            record["code"][:64],
+            record["message"],
+            "fail the job",
+            {"error": record},
+        )
+        logger.warning("job failed", extra={"job_id": str(job.id), "error_code": job.error_code})
+        return job
     with transaction.atomic():
         job = lifecycle.lock_job(job_id)
         lifecycle.require_active(job, "fail the job")
@@ -274,6 +344,13 @@ def job_cancel(*, job_id: UUID | str, reason: str | None = None) -> Job:
     """
     if reason is not None:
         clean_text(reason, field="reason", blank=True)
+    if pg.enabled():
+        message = reason or "The job was cancelled."
+        job = _end_pg(
+            parse_job_id(job_id), JobStatus.CANCELLED, CANCELLED_CODE, message, "cancel the job", {"cancelled": True}
+        )
+        logger.info("job cancelled", extra={"job_id": str(job.id)})
+        return job
     with transaction.atomic():
         job = lifecycle.lock_job(job_id)
         lifecycle.require_active(job, "cancel the job")
