@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -245,6 +246,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-python-path", action="store_true", help="skip timing the Python formatting path")
     args = parser.parse_args()
+    # A background run ignores SIGINT; on SIGTERM leave through the normal exit, so the database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     small_jobs, small_rows = max(args.jobs // 10, 10), max(args.rows // 10, 10)
     with bench_database("bench_videogen_report") as url:
         one_job = "00000000-0000-0000-0000-000000000000"
