@@ -47,9 +47,12 @@ typecheck: $(STAMP)
 # Benchmarks print figures and ratios against a baseline measured in the same run.
 # costs/report/jobs/tempfiles need PostgreSQL (DATABASE_URL, default the local server; each creates and drops
 # its own marked database, named by VIDEOGEN_BENCH_DB_NAME); services/cache need Redis (REDIS_URL).
+# bench/report.py builds 1M jobs / 5M ledger rows (most of the run's half hour; it needs psql):
+# `make bench REPORT_ARGS="--jobs 100000 --rows 500000"` for a quicker look.
+REPORT_ARGS ?=
 bench: migrate
 	$(PY) bench/costs.py
-	$(PY) bench/report.py
+	$(PY) bench/report.py $(REPORT_ARGS)
 	$(PY) -m bench.jobs
 	$(PY) -m bench.tempfiles
 	$(PY) -m bench.services
