@@ -182,6 +182,33 @@ def spent_logs(
     transaction.on_commit(log)
 
 
+def after_spend(
+    job_id: UUID,
+    *,
+    old_total: Decimal,
+    new_total: Decimal,
+    budget: Decimal,
+    status: str,
+    cost: Decimal,
+    what: str,
+    held: Decimal | None = None,
+    hold_status: str | None = None,
+) -> None:
+    """Everything a recorded spend logs: the warning thresholds it crossed, then :func:`spent_logs`."""
+    crossed_thresholds(job_id, old_total, new_total, budget)
+    spent_logs(
+        job_id,
+        old_total=old_total,
+        new_total=new_total,
+        budget=budget,
+        status=status,
+        cost=cost,
+        what=what,
+        held=held,
+        hold_status=hold_status,
+    )
+
+
 def crossed_thresholds(job_id: UUID, old_total: Decimal, new_total: Decimal, budget: Decimal) -> None:
     """Log one warning for each configured budget share this change crossed (after commit).
 

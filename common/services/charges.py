@@ -135,8 +135,7 @@ def _charge_locked(row: JobCost, enforce: bool, limit: Decimal | None) -> JobCos
     new_total = _budget.new_total(row.job_id, state.total, row.cost)
     Job.objects.filter(id=row.job_id).update(total_cost=new_total, reserved_cost=state.reserved)
     row.save(force_insert=True)
-    _budget.crossed_thresholds(row.job_id, state.total, new_total, state.budget)
-    _budget.spent_logs(
+    _budget.after_spend(
         row.job_id,
         old_total=state.total,
         new_total=new_total,
@@ -170,8 +169,7 @@ def _insert_charge(row: JobCost, enforce: bool, limit: Decimal | None) -> JobCos
             row._state.adding = False
             row._state.db = conn.alias
             old_total = new_total - row.cost
-            _budget.crossed_thresholds(row.job_id, old_total, new_total, budget)
-            _budget.spent_logs(
+            _budget.after_spend(
                 row.job_id,
                 old_total=old_total,
                 new_total=new_total,

@@ -168,8 +168,7 @@ def hold_settle(*, hold: JobCostHold | UUID | str, actual_cost: Decimal | int) -
         if fast is not None:
             row, held, new_total, budget, status = fast
             old_total = new_total - cost
-            _budget.crossed_thresholds(row.job_id, old_total, new_total, budget)
-            _budget.spent_logs(
+            _budget.after_spend(
                 row.job_id,
                 old_total=old_total,
                 new_total=new_total,
@@ -206,8 +205,7 @@ def _settle_locked(hold_id: UUID, cost: Decimal) -> JobCost:
     row.save(force_insert=True)
     JobCostHold.objects.filter(id=hold_id).update(status=HoldStatus.SETTLED, closed_at=now, settled_cost=row)
     Job.objects.filter(id=job_id).update(total_cost=new_total, reserved_cost=reserved)
-    _budget.crossed_thresholds(job_id, state.total, new_total, state.budget)
-    _budget.spent_logs(
+    _budget.after_spend(
         job_id,
         old_total=state.total,
         new_total=new_total,
