@@ -117,7 +117,7 @@ def refusal(
     )
 
 
-def spent_logs(
+def after_spend(
     job_id: UUID,
     *,
     old_total: Decimal,
@@ -129,12 +129,16 @@ def spent_logs(
     held: Decimal | None = None,
     hold_status: str | None = None,
 ) -> None:
-    """After commit: ERROR when recorded spend took the job over its budget, WARNING for a finished job's charge.
+    """Everything a recorded spend logs after commit: thresholds crossed, overruns and late charges.
+
+    One WARNING per warning threshold the spend crossed, then an ERROR when it took the job over its
+    budget and a WARNING for a finished job's charge.
 
     Enforced charges and reservations never get here over budget (unless a ``limit=`` above
     the budget was passed); what does is a call already made that cost more than its hold:
     a settle above its estimate, a settle of an expired hold, or an unenforced charge.
     """
+    crossed_thresholds(job_id, old_total, new_total, budget)
     over = new_total > budget and new_total > old_total
     late = status not in ACTIVE_JOB_STATUSES
     if not (over or late):
@@ -180,33 +184,6 @@ def spent_logs(
             )
 
     transaction.on_commit(log)
-
-
-def after_spend(
-    job_id: UUID,
-    *,
-    old_total: Decimal,
-    new_total: Decimal,
-    budget: Decimal,
-    status: str,
-    cost: Decimal,
-    what: str,
-    held: Decimal | None = None,
-    hold_status: str | None = None,
-) -> None:
-    """Everything a recorded spend logs: the warning thresholds it crossed, then :func:`spent_logs`."""
-    crossed_thresholds(job_id, old_total, new_total, budget)
-    spent_logs(
-        job_id,
-        old_total=old_total,
-        new_total=new_total,
-        budget=budget,
-        status=status,
-        cost=cost,
-        what=what,
-        held=held,
-        hold_status=hold_status,
-    )
 
 
 def crossed_thresholds(job_id: UUID, old_total: Decimal, new_total: Decimal, budget: Decimal) -> None:
