@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django import forms
 from django.contrib import admin, messages
@@ -292,38 +293,37 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         """Cancel each selected job through the lifecycle service; finished jobs are skipped."""
-        cancelled = skipped = 0
-        for job_id in queryset.values_list("id", flat=True):
-            try:
-                job_cancel(job_id=job_id, reason=f"Cancelled in the admin by {request.user}")
-            except ValidationError:
-                skipped += 1
-            else:
-                cancelled += 1
-        level = messages.SUCCESS if cancelled else messages.WARNING
-        self.message_user(
-            request,
-            f"Cancelled {cancelled} job(s); skipped {skipped} already completed, failed or cancelled.",
-            level,
+        reason = f"Cancelled in the admin by {request.user}"
+        done, skipped = self._each(queryset, lambda job_id: job_cancel(job_id=job_id, reason=reason))
+        self._report(
+            request, done, f"Cancelled {done} job(s); skipped {skipped} already completed, failed or cancelled."
         )
 
     def _recover(self, request: HttpRequest, queryset: QuerySet[Job], recover: Callable[..., Job], done: str) -> None:
         """Run a recovery service on each selected job; jobs that are not stale are skipped."""
-        recovered = skipped = 0
+        recovered, skipped = self._each(queryset, lambda job_id: recover(job_id=job_id))
+        self._report(
+            request,
+            recovered,
+            f"{done} {recovered} stale job(s); skipped {skipped} that are not stale (finished, or their worker is"
+            " alive).",
+        )
+
+    @staticmethod
+    def _each(queryset: QuerySet[Job], act: Callable[[UUID], object]) -> tuple[int, int]:
+        """Apply a service to each selected job: (how many it took, how many it refused with ValidationError)."""
+        done = skipped = 0
         for job_id in queryset.values_list("id", flat=True):
             try:
-                recover(job_id=job_id)
+                act(job_id)
             except ValidationError:
                 skipped += 1
             else:
-                recovered += 1
-        level = messages.SUCCESS if recovered else messages.WARNING
-        self.message_user(
-            request,
-            f"{done} {recovered} stale job(s); skipped {skipped} that are not stale (finished, or their worker is"
-            " alive).",
-            level,
-        )
+                done += 1
+        return done, skipped
+
+    def _report(self, request: HttpRequest, done: int, message: str) -> None:
+        self.message_user(request, message, messages.SUCCESS if done else messages.WARNING)
 
     @admin.action(description="Requeue selected stale jobs (lease expired or queued too long)", permissions=["change"])
     def requeue_stale_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
