@@ -286,10 +286,18 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------ the per-job section
 
-    def _job_lines(self, filters: Filters, near: Decimal, fmt: str, now: dt.datetime) -> Iterator[str]:
-        """The per-job section's lines (PostgreSQL: built by the server), holds counted as open at ``now``."""
+    def _server_jobs(
+        self, out: OutputWrapper, filters: Filters, near: Decimal, fmt: str, *, totals: bool = True
+    ) -> Totals:
+        """Write the per-job section built by PostgreSQL; return its totals (``totals=False``: empty, not read).
+
+        The lines and the totals count holds as open at the same moment.
+        """
+        now = timezone.now()
         styles = {"over": self.style.ERROR("over"), "near": self.style.WARNING("near")}
-        return server.job_lines(filters.jobs(), fmt=fmt, near=near, now=now, styles=styles)
+        for text in server.job_lines(filters.jobs(), fmt=fmt, near=near, now=now, styles=styles):
+            out.write(text, ending="")
+        return server_totals(filters, near, now) if totals else Totals()
 
     # ------------------------------------------------------------------ formats
 
@@ -304,10 +312,7 @@ class Command(BaseCommand):
                 f"{'job_id':36}  {'status':10}  {'spent':>15}  {'reserved':>15}  {'budget':>15}  {'used':>8}  state\n"
             )
             if _server():
-                now = timezone.now()
-                for text in self._job_lines(filters, near, "table", now):
-                    out.write(text, ending="")
-                totals = server_totals(filters, near, now)
+                totals = self._server_jobs(out, filters, near, "table")
             else:
                 lines: list[str] = []
                 for row in job_rows(filters, near, totals):
@@ -358,11 +363,7 @@ class Command(BaseCommand):
         writer.writerow(CSV_COLUMNS)
         if "jobs" in sections and _server():
             flush()
-            now = timezone.now()
-            for text in self._job_lines(filters, near, "csv", now):
-                out.write(text, ending="")
-            if fail:
-                totals = server_totals(filters, near, now)
+            totals = self._server_jobs(out, filters, near, "csv", totals=fail)
         elif "jobs" in sections:
             for n, row in enumerate(job_rows(filters, near, totals, charges=True), 1):
                 share = row["share_used"]
@@ -403,10 +404,7 @@ class Command(BaseCommand):
         if "jobs" in sections:
             out.write(', "jobs": [', ending="")
             if _server():
-                now = timezone.now()
-                for text in self._job_lines(filters, near, "json", now):
-                    out.write(text, ending="")
-                totals = server_totals(filters, near, now)
+                totals = self._server_jobs(out, filters, near, "json")
             else:
                 pieces: list[str] = []
                 for i, row in enumerate(job_rows(filters, near, totals)):
