@@ -18,11 +18,21 @@ job's workspace by the age-based cleanup.)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from common.errors import ValidationError
 
-__all__ = ["INVALID_JOB_ID", "INVALID_USER_ID", "canonical_uuid", "parse_job_id", "parse_user_id"]
+__all__ = [
+    "INVALID_JOB_ID",
+    "INVALID_USER_ID",
+    "argument_list",
+    "canonical_uuid",
+    "parse_job_id",
+    "parse_job_ids",
+    "parse_user_id",
+]
 
 INVALID_JOB_ID = "INVALID_JOB_ID"
 INVALID_USER_ID = "INVALID_USER_ID"
@@ -65,3 +75,21 @@ def parse_user_id(user_id: object) -> UUID:
         ValidationError: (code ``INVALID_USER_ID``) when it is neither a UUID nor its canonical text.
     """
     return _parse(user_id, "user id", INVALID_USER_ID)
+
+
+def argument_list(values: object, *, field: str, what: str) -> list[Any]:
+    """``values`` (a list, tuple, set or any other iterable, but not one string) read once into a list.
+
+    Raises:
+        ValidationError: naming ``field`` (``"statuses must be a list of job statuses, got str"``).
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"{field} must be a list of {what}, got {type(values).__name__}", details={"field": field}
+        )
+    return list(values)
+
+
+def parse_job_ids(job_ids: object, *, field: str = "job_ids") -> list[UUID]:
+    """Return each of ``job_ids`` as a UUID (see :func:`parse_job_id`); a single string is refused, not split."""
+    return [parse_job_id(job_id) for job_id in argument_list(job_ids, field=field, what="job ids")]

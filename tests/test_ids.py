@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from common.errors import ValidationError
-from common.ids import canonical_uuid, parse_job_id, parse_user_id
+from common.ids import argument_list, canonical_uuid, parse_job_id, parse_job_ids, parse_user_id
 
 ID = uuid.UUID("8b5f1c2e-6a0e-4a43-9d1b-3f6f0f3c2a11")
 CANONICAL = str(ID)
@@ -58,3 +58,23 @@ def test_the_message_shows_the_value():
         parse_job_id("job-42")
     with pytest.raises(ValidationError, match="'bob' is not a valid user id"):
         parse_user_id("bob")
+
+
+def test_argument_lists_take_any_iterable_once_and_refuse_one_string_by_name():
+    assert argument_list((s for s in "ab"), field="states", what="states") == ["a", "b"]
+    assert argument_list({"x"}, field="states", what="states") == ["x"]
+    for bad in ("queued", b"queued", None, 3):
+        with pytest.raises(ValidationError) as info:
+            argument_list(bad, field="statuses", what="job statuses")
+        assert info.value.message == f"statuses must be a list of job statuses, got {type(bad).__name__}"
+        assert info.value.details == {"field": "statuses"}
+
+
+def test_parse_job_ids_parses_each_and_never_splits_a_string():
+    job = uuid.uuid4()
+    assert parse_job_ids([job, str(job)]) == [job, job]
+    with pytest.raises(ValidationError, match="job_ids must be a list of job ids, got str"):
+        parse_job_ids(str(job))
+    with pytest.raises(ValidationError) as info:
+        parse_job_ids([str(job), "nope"])
+    assert info.value.code == "INVALID_JOB_ID"

@@ -41,7 +41,7 @@ from django.utils import timezone
 from common.conf import app_settings
 from common.db import boundary
 from common.errors import ConfigError, ValidationError
-from common.ids import parse_job_id
+from common.ids import argument_list, parse_job_id
 from common.models import JobStage, StageStatus, clean_text
 
 # The public reads; estimate_seconds, expected_from, stage_median_record and stage_medians_forget are the
@@ -82,9 +82,8 @@ def _recent(names: tuple[str, ...], limit: int) -> dict[str, list[int]]:
 
 
 def _names(stage_names: object) -> tuple[str, ...]:
-    if isinstance(stage_names, str) or not isinstance(stage_names, Iterable):
-        raise ValidationError(f"stage_names must be a list of stage names, got {type(stage_names).__name__}")
-    return tuple(dict.fromkeys(clean_text(name, field="stage_name", max_length=64) for name in stage_names))
+    names = argument_list(stage_names, field="stage_names", what="stage names")
+    return tuple(dict.fromkeys(clean_text(name, field="stage_name", max_length=64) for name in names))
 
 
 @boundary

@@ -24,7 +24,7 @@ from common.callers import SupabaseUser, is_staff_caller
 from common.conf import app_settings
 from common.db import boundary
 from common.errors import ConfigError, ValidationError
-from common.ids import canonical_uuid, parse_job_id, parse_user_id
+from common.ids import argument_list, canonical_uuid, parse_job_id, parse_job_ids, parse_user_id
 from common.models import ACTIVE_JOB_STATUSES, Job, JobCost, JobStage, JobStatus, StageStatus
 from common.selectors.estimates import (  # noqa: F401 - their home before common.selectors.estimates
     job_estimate_remaining,
@@ -111,8 +111,7 @@ def job_list_visible(*, user: Any, statuses: Sequence[str] = ()) -> QuerySet[Job
     Raises:
         ValidationError: an unknown status.
     """
-    if isinstance(statuses, str | bytes) or not isinstance(statuses, Iterable):
-        raise ValidationError(f"statuses must be a list of job statuses, got {type(statuses).__name__}")
+    statuses = argument_list(statuses, field="statuses", what="job statuses")
     unknown = [s for s in statuses if not isinstance(s, str) or s not in JobStatus.values]
     if unknown:
         raise ValidationError(f"unknown job status {unknown!r:.120}; expected {', '.join(JobStatus.values)}")
@@ -329,9 +328,7 @@ def jobs_stale_report(
     )
     jobs = jobs_stale(now=now).annotate(lease_until=Subquery(last_lease)).order_by("updated_at", "id")
     if job_ids is not None:
-        if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Iterable):
-            raise ValidationError(f"job_ids must be a list of job ids, got {type(job_ids).__name__}")
-        jobs = jobs.filter(id__in=[parse_job_id(j) for j in job_ids])
+        jobs = jobs.filter(id__in=parse_job_ids(job_ids))
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValidationError(f"limit must be a whole number of at least 0, got {limit!r:.80}")

@@ -16,8 +16,7 @@ from uuid import UUID
 from django.db.models import OuterRef, Subquery
 
 from common.db import boundary
-from common.errors import ValidationError
-from common.ids import parse_job_id
+from common.ids import parse_job_id, parse_job_ids
 from common.models import Job, JobCost
 from common.money import format_money, money_from_sum, money_sum
 from common.selectors.costs import reserved_sum
@@ -78,9 +77,7 @@ def jobs_cost_mismatches(*, job_ids: Iterable[UUID | str] | None = None) -> Iter
     """
     jobs = Job.objects.all()
     if job_ids is not None:
-        if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Iterable):
-            raise ValidationError(f"job_ids must be a list of job ids, got {type(job_ids).__name__}")
-        jobs = jobs.filter(id__in=[parse_job_id(j) for j in job_ids])
+        jobs = jobs.filter(id__in=parse_job_ids(job_ids))
     rows = (
         jobs.annotate(ledger=_ledger_sum(), holds=reserved_sum())
         .order_by("created_at", "id")

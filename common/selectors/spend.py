@@ -47,6 +47,7 @@ from django.db.models.functions import TruncDate
 from common.budget import BUDGET_EXCEEDED, STATES, budget_state, budget_state_expr
 from common.db import async_twin, boundary
 from common.errors import ValidationError
+from common.ids import argument_list
 from common.models import Job, JobCost, JobStatus
 from common.money import money_from_sum, money_sum, share_of
 from common.selectors.costs import holds_open
@@ -210,9 +211,7 @@ def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[dt.da
 
 def _names(values: Iterable[str], field: str) -> list[str]:
     """``values`` as a list of strings: a list, tuple or set of text, never one string or another object."""
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ValidationError(f"{field} must be a list of names, got {type(values).__name__}", details={"field": field})
-    chosen = list(values)
+    chosen = argument_list(values, field=field, what="names")
     if not all(isinstance(value, str) for value in chosen):
         raise ValidationError(f"{field} must hold text only, got {chosen!r:.80}", details={"field": field})
     return chosen

@@ -183,6 +183,8 @@ def test_job_list_visible_is_empty_for_anyone_but_users_and_staff():
     assert set(job_list_visible(user=staff)) == {job, other}
     Job.objects.filter(pk=job.pk).update(status="failed")
     assert list(job_list_visible(user=staff, statuses=["failed"])) == [job]
+    # Any iterable is read once: a generator of statuses filters like the list (it was used up by the check).
+    assert list(job_list_visible(user=staff, statuses=(s for s in ["failed"]))) == [job]
     assert list(job_list_visible(user=SupabaseUser(id=USER), statuses=("queued",))) == []
     for bad in (["nope"], "queued", 3):
         with pytest.raises(ValidationError):
